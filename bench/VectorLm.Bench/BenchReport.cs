@@ -1,0 +1,86 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Spectre.Console;
+
+namespace VectorLm.Bench;
+
+/// <summary>
+/// A benchmark's result: rows of named values (printed as a table) and the same rows as JSON in
+/// bench/results/NAME.json, with the machine it ran on. <see cref="Extra"/> holds non-row results.
+/// </summary>
+public sealed class BenchReport(string name)
+{
+    public string Name { get; } = name;
+    public List<Dictionary<string, object?>> Rows { get; } = new();
+    public JsonObject Extra { get; } = new();
+    public List<string> Notes { get; } = new();
+
+    /// <summary>Adds a row; keys become table columns and JSON fields, in first-seen order.</summary>
+    public BenchReport Add(params (string Key, object? Value)[] values)
+    {
+        var row = new Dictionary<string, object?>();
+        foreach (var (k, v) in values) row[k] = v;
+        Rows.Add(row);
+        return this;
+    }
+
+    public void Print()
+    {
+        var columns = Rows.SelectMany(r => r.Keys).Distinct().ToList();
+        var table = new Table().Title($"[bold]{Name}[/]");
+        foreach (var c in columns) table.AddColumn(new TableColumn(c).RightAligned());
+        foreach (var row in Rows)
+            table.AddRow(columns.Select(c => Markup.Escape(Format(row.GetValueOrDefault(c)))).ToArray());
+        AnsiConsole.Write(table);
+        foreach (var note in Notes) AnsiConsole.MarkupLine($"[grey]{Markup.Escape(note)}[/]");
+    }
+
+    /// <summary>Writes bench/results/NAME.json (atomically) and returns its path.</summary>
+    public string Save(string resultsDir)
+    {
+        Directory.CreateDirectory(resultsDir);
+        var json = new JsonObject
+        {
+            ["benchmark"] = Name,
+            ["date_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
+            ["machine"] = MachineInfo(),
+            ["rows"] = JsonSerializer.SerializeToNode(Rows),
+        };
+        foreach (var (k, v) in Extra) json[k] = v?.DeepClone();
+        if (Notes.Count > 0) json["notes"] = JsonSerializer.SerializeToNode(Notes);
+        string path = Path.Combine(resultsDir, Name + ".json");
+        string tmp = path + ".tmp";
+        File.WriteAllText(tmp, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        File.Move(tmp, path, overwrite: true);
+        return path;
+    }
+
+    static string Format(object? v) => v switch
+    {
+        null => "",
+        double d => d.ToString(Math.Abs(d) >= 100 ? "F1" : "G4", CultureInfo.InvariantCulture),
+        float f => ((double)f).ToString(Math.Abs(f) >= 100 ? "F1" : "G4", CultureInfo.InvariantCulture),
+        IFormattable x => x.ToString(null, CultureInfo.InvariantCulture),
+        _ => v.ToString() ?? "",
+    };
+
+    static JsonObject MachineInfo()
+    {
+        string cpu = "unknown";
+        try
+        {
+            cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))
+                ?.Split(':', 2)[1].Trim() ?? cpu;
+        }
+        catch (IOException) { }
+        return new JsonObject
+        {
+            ["cpu"] = cpu,
+            ["logical_cores"] = Environment.ProcessorCount,
+            ["os"] = RuntimeInformation.OSDescription,
+            ["dotnet"] = RuntimeInformation.FrameworkDescription,
+        };
+    }
+}

@@ -1,0 +1,22 @@
+namespace VectorLm.Hosting;
+
+/// <summary>The job-level options every generated trainer accepts on its command line.</summary>
+public sealed record LaunchOptions
+{
+    /// <summary>Ranks to run on this node (one process per device).</summary>
+    public int WorldSize { get; init; } = 1;
+    /// <summary>"auto" (nccl on CUDA, else tcp), "tcp" or "nccl".</summary>
+    public string Backend { get; init; } = "auto";
+    /// <summary>Rendezvous host; defaults to 127.0.0.1.</summary>
+    public string? MasterAddr { get; init; }
+    /// <summary>Rendezvous port; a free one is picked when null.</summary>
+    public int? MasterPort { get; init; }
+    /// <summary>Number of nodes.</summary>
+    public int NNodes { get; init; } = 1;
+    /// <summary>This node's index in [0, NNodes).</summary>
+    public int NodeRank { get; init; }
+    /// <summary>Seed for torch and the data order; every rank uses the same.</summary>
+    public int Seed { get; init; }
+    /// <summary>Torch intra-op threads per rank; null picks cores / ranks.</summary>
+    public int? Threads { get; init; }
+}
