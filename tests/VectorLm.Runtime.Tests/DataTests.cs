@@ -73,7 +73,7 @@ public class DataTests
         Assert.Equal(sequences, ds.Count); // each "<s>xx</s>" is 4 tokens: n documents give 4n - 1 targets = n windows of 4
         for (int epoch = 0; epoch < 2; epoch++)
         {
-            var loaders = Enumerable.Range(0, world).Select(r => new DataLoader(ds, batch, seed: 9, rank: r, worldSize: world)).ToList();
+            var loaders = Enumerable.Range(0, world).Select(r => new ShardedDataLoader(ds, batch, seed: 9, rank: r, worldSize: world)).ToList();
             var shards = loaders.Select(l => l.RankIndices(epoch)).ToList();
             var all = shards.SelectMany(s => s).ToList();
             Assert.Equal(all.Count, all.Distinct().Count());                         // disjoint
@@ -87,17 +87,17 @@ public class DataTests
                 Assert.Equal(l.RankIndices(epoch), seen);
             }
         }
-        var e0 = new DataLoader(ds, batch, seed: 9).RankIndices(0);
-        Assert.NotEqual(e0, new DataLoader(ds, batch, seed: 9).RankIndices(1));     // reshuffled per epoch
-        Assert.Equal(e0, new DataLoader(ds, batch, seed: 9).RankIndices(0));        // deterministic
-        Assert.NotEqual(e0, new DataLoader(ds, batch, seed: 10).RankIndices(0));    // by seed
+        var e0 = new ShardedDataLoader(ds, batch, seed: 9).RankIndices(0);
+        Assert.NotEqual(e0, new ShardedDataLoader(ds, batch, seed: 9).RankIndices(1));     // reshuffled per epoch
+        Assert.Equal(e0, new ShardedDataLoader(ds, batch, seed: 9).RankIndices(0));        // deterministic
+        Assert.NotEqual(e0, new ShardedDataLoader(ds, batch, seed: 10).RankIndices(0));    // by seed
     }
 
     [Fact]
     public void Loader_moves_to_the_next_epoch_and_can_seek()
     {
         var ds = PackedDataset.FromDocuments(Enumerable.Range(0, 10).Select(i => "ab"), Tok, 4);
-        var l = new DataLoader(ds, 4, seed: 1);
+        var l = new ShardedDataLoader(ds, 4, seed: 1);
         Assert.Equal(3, l.BatchesPerEpoch);
         using (var b = l.Next()) Assert.Equal(new long[] { 4, 4 }, b.InputIds.shape);
         l.Next().Dispose();
@@ -105,7 +105,7 @@ public class DataTests
         Assert.Equal(new DataPosition(0, 3), l.Position);
         using (var b = l.Next()) Assert.Equal(l.RankIndices(1)[..4], b.Indices);
         Assert.Equal(new DataPosition(1, 1), l.Position);
-        var other = new DataLoader(ds, 4, seed: 1);
+        var other = new ShardedDataLoader(ds, 4, seed: 1);
         other.Seek(l.Position);
         using var x = l.Next();
         using var y = other.Next();
@@ -116,7 +116,7 @@ public class DataTests
     public void Too_few_sequences_for_the_ranks_is_a_clear_error()
     {
         var ds = PackedDataset.FromDocuments(["ab"], Tok, 8);
-        var ex = Assert.Throws<InvalidDataException>(() => new DataLoader(ds, 1, rank: 0, worldSize: 2));
+        var ex = Assert.Throws<InvalidDataException>(() => new ShardedDataLoader(ds, 1, rank: 0, worldSize: 2));
         Assert.Contains("2 ranks", ex.Message);
     }
 

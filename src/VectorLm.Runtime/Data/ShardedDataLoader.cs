@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace VectorLm.Data;
 
-/// <summary>Where a <see cref="DataLoader"/> stands: the epoch and how many of its batches were handed out.</summary>
+/// <summary>Where a <see cref="ShardedDataLoader"/> stands: the epoch and how many of its batches were handed out.</summary>
 public readonly record struct DataPosition(int Epoch, int BatchInEpoch);
 
 /// <summary>
@@ -12,7 +12,7 @@ public readonly record struct DataPosition(int Epoch, int BatchInEpoch);
 /// (<c>drop_last=True</c>, so ranks never overlap) and rank r takes positions r, r + W, r + 2W, ...; every rank gets
 /// the same number of sequences and therefore of batches.
 /// </summary>
-public sealed class DataLoader
+public sealed class ShardedDataLoader
 {
     readonly PackedDataset _dataset;
     readonly Device? _device;
@@ -39,7 +39,7 @@ public sealed class DataLoader
     public DataPosition Position { get; private set; }
 
     /// <exception cref="InvalidDataException">The dataset has fewer sequences than ranks.</exception>
-    public DataLoader(PackedDataset dataset, int batchSize, long seed = 0, int rank = 0, int worldSize = 1, bool shuffle = true, Device? device = null)
+    public ShardedDataLoader(PackedDataset dataset, int batchSize, long seed = 0, int rank = 0, int worldSize = 1, bool shuffle = true, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(dataset);
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
