@@ -37,13 +37,13 @@ internal sealed unsafe class EngineModel : IDisposable
 
     /// <summary>Builds the model; 2-D weights get <paramref name="weightType"/>, vectors stay f32.</summary>
     public static EngineModel Build(LlamaArchitecture arch, IReadOnlyDictionary<string, Tensor> parameters, ITokenCodec vocab,
-        EngineWeightType weightType, int contextLength)
+        EngineWeightType weightType)
     {
         arch.Validate();
         var sources = LlamaGgufLayout.SourcedTensors(arch, parameters.Keys.ToList());
         var ggmlType = LlamaGgufLayout.ToGgml(weightType);
         using var gguf = new GgufBuilder();
-        LlamaGgufLayout.WriteMetadata(gguf.Context, arch, vocab, contextLength);
+        LlamaGgufLayout.WriteMetadata(gguf.Context, arch, vocab);
         // A metadata tensor of another type than F32 makes llama.cpp create that tensor with that type.
         if (ggmlType != GgmlType.F32)
             foreach (var s in sources.Values)

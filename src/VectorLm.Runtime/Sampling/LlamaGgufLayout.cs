@@ -67,11 +67,11 @@ internal static class LlamaGgufLayout
     public static long[] GgufDimensions(long[] torchShape) => torchShape.Reverse().ToArray();
 
     /// <summary>Writes the architecture and vocabulary metadata llama.cpp reads when it builds a Llama model.</summary>
-    public static void WriteMetadata(GgufContextHandle gguf, LlamaArchitecture arch, ITokenCodec vocab, int contextLength)
+    public static void WriteMetadata(GgufContextHandle gguf, LlamaArchitecture arch, ITokenCodec vocab)
     {
         GgufNative.SetString(gguf, "general.architecture", "llama");
         GgufNative.SetString(gguf, "general.name", "vectorlm-engine");
-        GgufNative.SetUInt32(gguf, "llama.context_length", (uint)contextLength);
+        GgufNative.SetUInt32(gguf, "llama.context_length", (uint)arch.MaxPositions);
         GgufNative.SetUInt32(gguf, "llama.embedding_length", (uint)arch.HiddenSize);
         GgufNative.SetUInt32(gguf, "llama.block_count", (uint)arch.LayerCount);
         GgufNative.SetUInt32(gguf, "llama.feed_forward_length", (uint)arch.IntermediateSize);

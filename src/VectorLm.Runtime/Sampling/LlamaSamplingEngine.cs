@@ -55,7 +55,7 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
         ContextLength = options.ContextLength ?? Math.Min(arch.MaxPositions, 2048);
         Threads = options.Threads ?? Math.Max(1, Environment.ProcessorCount / 2);
         _sampler = new TokenSampler(arch.VocabSize);
-        _model = EngineModel.Build(arch, parameters(), codec, options.WeightType, ContextLength);
+        _model = EngineModel.Build(arch, parameters(), codec, options.WeightType);
         _subscription = trainer.OnWeightsChanged(MarkStale);
     }
 
@@ -420,7 +420,7 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
     {
         if (_context is not null) return _context;
         var cp = LlamaNative.ContextDefaultParams();
-        cp.ContextSize = (uint)(ContextLength * Options.MaxSequences);
+        cp.ContextSize = (uint)(ContextLength * Options.MaxSequences);   // split evenly: kv_unified off
         cp.BatchSize = (uint)Options.BatchTokens;
         cp.MicroBatchSize = (uint)Options.BatchTokens;
         cp.MaxSequences = (uint)Options.MaxSequences;
@@ -429,6 +429,8 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
         cp.KvUnified = 0;   // one KV stream per sequence: unified halves throughput at many sequences
         cp.NoPerf = 1;
         cp.Embeddings = 0;
+        // An f16 KV cache alone costs about 1e-3 of the logit scale: f32 engines keep f32 keys/values.
+        if (Options.WeightType == EngineWeightType.F32) { cp.TypeK = cp.TypeV = GgmlType.F32; cp.FlashAttentionType = 0; }
         var raw = LlamaNative.InitFromModel(_model.Handle, cp);
         if (raw == IntPtr.Zero)
             throw new InvalidOperationException($"llama_init_from_model failed (context {cp.ContextSize} tokens, {cp.MaxSequences} sequences); see llama.cpp's log on stderr.");
