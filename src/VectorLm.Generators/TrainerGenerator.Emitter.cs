@@ -109,8 +109,9 @@ public sealed partial class TrainerGenerator
             {
                 w.Line("// The compiler recognises this attribute by name; a file-local copy keeps it out of the user's API.");
                 w.Line("[global::System.AttributeUsage(global::System.AttributeTargets.Method, AllowMultiple = true)]");
-                w.Line("file sealed class InterceptsLocationAttribute(int version, string data) : global::System.Attribute");
-                using (w.OpenBlock()) { }
+                w.Line("file sealed class InterceptsLocationAttribute : global::System.Attribute");
+                using (w.OpenBlock())
+                    w.Line("public InterceptsLocationAttribute(int version, string data) { }");
             }
             w.Line();
             w.Line("namespace VectorLm.Generated");

@@ -175,8 +175,8 @@ public sealed partial class TrainerGenerator
                 {
                     var summary = XElement.Parse("<doc>" + xml + "</doc>").Element("summary");
                     if (summary is null) continue;
-                    var text = string.Join(" ", summary.DescendantNodes().Select(NodeText)
-                        .SelectMany(t => t.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)));
+                    var text = string.Join(" ", string.Concat(summary.DescendantNodes().Select(NodeText))
+                        .Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
                     return text.Length == 0 ? null : text;
                 }
                 catch (System.Xml.XmlException)
