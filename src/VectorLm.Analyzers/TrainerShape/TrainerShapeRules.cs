@@ -39,7 +39,7 @@ internal static class TrainerShapeRules
 
     /// <summary>The option types the generated command line supports (arrays of the non-nullable ones too).</summary>
     public const string SupportedTypesText =
-        "string, bool, byte, short, int, long, float, double, decimal, System.TimeSpan, System.Uri, System.IO.FileInfo, " +
+        "string, bool, byte, short, int, long, float, double, decimal, System.TimeSpan, System.IO.FileInfo, " +
         "System.IO.DirectoryInfo, enums, nullable forms of these, and one-dimensional arrays of them";
 
     /// <summary>True when every declaration of <paramref name="type"/> carries the <c>partial</c> modifier.</summary>
@@ -137,7 +137,7 @@ internal static class TrainerShapeRules
                 return true;
         }
         if (type.TypeKind == TypeKind.Enum) return true;
-        return IsNamed(type, "System.TimeSpan") || IsNamed(type, "System.Uri") || IsNamed(type, "System.IO.FileInfo")
+        return IsNamed(type, "System.TimeSpan") || IsNamed(type, "System.IO.FileInfo")
             || IsNamed(type, "System.IO.DirectoryInfo");
     }
 

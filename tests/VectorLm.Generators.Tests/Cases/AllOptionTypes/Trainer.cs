@@ -31,7 +31,6 @@ namespace Samples.Options
         [Option] public decimal Budget { get; set; } = 12.5m;
         [Option] public decimal? MaxBudget { get; set; }
         [Option] public TimeSpan CheckpointEvery { get; set; } = TimeSpan.FromMinutes(10);
-        [Option] public Uri? Endpoint { get; set; }
         [Option] public FileInfo? Dataset { get; set; }
         [Option] public DirectoryInfo? OutputDir { get; set; }
         [Option] public DataOrder Order { get; set; } = DataOrder.Shuffled;
