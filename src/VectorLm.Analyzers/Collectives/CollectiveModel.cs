@@ -67,6 +67,7 @@ internal sealed class CollectiveModel
     readonly ConcurrentDictionary<ISymbol, bool> _autoProperties = new(SymbolEqualityComparer.Default);
     readonly ConcurrentDictionary<SyntaxTree, bool> _generated = new();
     readonly ThreadLocal<HashSet<IMethodSymbol>> _summariesInProgress = new(() => new HashSet<IMethodSymbol>(SymbolEqualityComparer.Default));
+    readonly ThreadLocal<int> _cycleHits = new(() => 0);
     readonly ThreadLocal<Dictionary<INamedTypeSymbol, TypeAnalysis>> _typesInProgress = new(() => new Dictionary<INamedTypeSymbol, TypeAnalysis>(SymbolEqualityComparer.Default));
 
     public CollectiveModel(Compilation compilation, AnalyzerOptions options)
@@ -213,14 +214,24 @@ internal sealed class CollectiveModel
         });
 
     /// <summary>The collectives a call to <paramref name="method"/> performs (source methods and local functions).</summary>
+    /// <remarks>
+    /// A recursive request gets "none" (the enclosing computation counts the collectives); results computed while an
+    /// outer summary is still open and that saw such a provisional answer are not cached, so they are redone with the
+    /// final summaries.
+    /// </remarks>
     public CollectiveSummary GetCollectiveSummary(IMethodSymbol method, CancellationToken cancellationToken)
     {
         method = method.OriginalDefinition;
         if (method.ReducedFrom is { } reduced) method = reduced;
         if (_summaries.TryGetValue(method, out var summary)) return summary;
         var inProgress = _summariesInProgress.Value!;
-        // A recursive call: its collectives are already counted by the enclosing computation.
-        if (!inProgress.Add(method)) return CollectiveSummary.None;
+        if (inProgress.Contains(method))
+        {
+            _cycleHits.Value++;
+            return CollectiveSummary.None;
+        }
+        int hits = _cycleHits.Value;
+        inProgress.Add(method);
         try
         {
             var graph = method.DeclaringSyntaxReferences.Length == 0 ? null : GetGraph(method, cancellationToken);
@@ -230,6 +241,7 @@ internal sealed class CollectiveModel
         {
             inProgress.Remove(method);
         }
+        if (_cycleHits.Value != hits && inProgress.Count > 0) return summary;
         return _summaries.GetOrAdd(method, summary);
     }
 
@@ -257,15 +269,28 @@ internal sealed class CollectiveModel
     public List<CollectiveSite>[] GetSites(FlowGraph graph, CancellationToken cancellationToken)
     {
         if (_sites.TryGetValue(graph, out var sites)) return sites;
+        var inProgress = _summariesInProgress.Value!;
+        var function = graph.Function?.OriginalDefinition;
+        bool opened = function is not null && inProgress.Add(function);
+        int hits = _cycleHits.Value;
         sites = new List<CollectiveSite>[graph.Count];
-        var owner = graph.Function?.ContainingType ?? (graph.Cfg.OriginalOperation.SemanticModel?.GetEnclosingSymbol(graph.Cfg.OriginalOperation.Syntax.SpanStart, cancellationToken)?.ContainingType);
-        bool inTrainer = Known.IsTrainer(owner);
-        for (int b = 0; b < graph.Count; b++)
+        try
         {
-            var list = new List<CollectiveSite>();
-            foreach (var op in graph.Operations[b]) CollectSites(op, inTrainer, list, cancellationToken);
-            sites[b] = list;
+            var owner = graph.Function?.ContainingType
+                ?? graph.Cfg.OriginalOperation.SemanticModel?.GetEnclosingSymbol(graph.Cfg.OriginalOperation.Syntax.SpanStart, cancellationToken)?.ContainingType;
+            bool inTrainer = Known.IsTrainer(owner);
+            for (int b = 0; b < graph.Count; b++)
+            {
+                var list = new List<CollectiveSite>();
+                foreach (var op in graph.Operations[b]) CollectSites(op, inTrainer, list, cancellationToken);
+                sites[b] = list;
+            }
         }
+        finally
+        {
+            if (opened) inProgress.Remove(function!);
+        }
+        if (_cycleHits.Value != hits && inProgress.Count > 0) return sites;
         return _sites.GetOrAdd(graph, sites);
     }
 

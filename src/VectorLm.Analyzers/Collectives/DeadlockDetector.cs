@@ -75,7 +75,7 @@ internal sealed class DeadlockDetector
                 if ((condition & Taint.Rank) == 0) continue;
 
                 var branch = graph.Block(c).BranchValue!;
-                var kind = Classify(graph, c, stop, branch.Syntax, out var conditionSyntax, out var exitingArm);
+                var kind = Classify(graph, c, stop, branch.Syntax, out var conditionSyntax, out var exitingArm, _analysis.Model.Known);
                 foreach (var site in regionSites)
                 {
                     var rule = kind;
@@ -116,9 +116,16 @@ internal sealed class DeadlockDetector
                 "VLM1002" => finding.Certain ? "" : " (on some paths)",
                 _ => finding.Certain ? "never" : "may not",
             };
-            yield return Diagnostic.Create(rule, finding.Site.Operation.Syntax.GetLocation(),
+            yield return Diagnostic.Create(rule, ReportedSyntax(finding.Site.Operation.Syntax).GetLocation(),
                 new[] { finding.Condition.GetLocation() }, finding.Site.Display, Shorten(finding.Condition.ToString()), wording);
         }
+    }
+
+    /// <summary>The call itself, or the whole <c>x?.Call()</c> when the call hangs off a conditional access.</summary>
+    static SyntaxNode ReportedSyntax(SyntaxNode call)
+    {
+        while (call.Parent is ConditionalAccessExpressionSyntax access && access.WhenNotNull == call) call = access;
+        return call;
     }
 
     static string Shorten(string text)
@@ -128,8 +135,9 @@ internal sealed class DeadlockDetector
     }
 
     /// <summary>Which rule a tainted branch falls under, and the syntax to show as its condition.</summary>
-    static DiagnosticDescriptor Classify(FlowGraph graph, int branch, int stop, SyntaxNode syntax, out SyntaxNode condition, out SyntaxNode? exitingArm)
+    static DiagnosticDescriptor Classify(FlowGraph graph, int branch, int stop, SyntaxNode syntax, out SyntaxNode condition, out SyntaxNode? exitingArm, KnownSymbols known)
     {
+        var model = graph.Cfg.OriginalOperation.SemanticModel;
         condition = syntax;
         exitingArm = null;
         // Switch sections and switch-expression arms branch on the governing expression.
@@ -150,9 +158,16 @@ internal sealed class DeadlockDetector
         switch (statement)
         {
             case IfStatementSyntax ifStatement when ifStatement.Condition.Span.Contains(syntax.Span):
-                if (EndsInExit(ifStatement.Statement)) { exitingArm = ifStatement.Statement; return CollectiveDiagnostics.CollectiveAfterEarlyExit; }
-                if (ifStatement.Else is { } elseClause && EndsInExit(elseClause.Statement))
-                { exitingArm = elseClause.Statement; return CollectiveDiagnostics.CollectiveAfterEarlyExit; }
+                foreach (var arm in new[] { ifStatement.Statement, ifStatement.Else?.Statement })
+                {
+                    if (arm is null) continue;
+                    var exit = ExitOf(arm, model, known);
+                    if (exit == Exit.None) continue;
+                    // A goto back to an earlier label is a loop, not an early exit.
+                    if (exit == Exit.BackwardGoto) return CollectiveDiagnostics.RankDependentLoop;
+                    exitingArm = arm;
+                    return CollectiveDiagnostics.CollectiveAfterEarlyExit;
+                }
                 break;
             case WhileStatementSyntax w when w.Condition.Span.Contains(syntax.Span):
                 return CollectiveDiagnostics.RankDependentLoop;
@@ -183,32 +198,38 @@ internal sealed class DeadlockDetector
         return false;
     }
 
-    /// <summary>True when a statement always leaves: return, break, continue, goto, throw, or a call that never returns.</summary>
-    static bool EndsInExit(StatementSyntax statement)
+    enum Exit { None, Leaves, BackwardGoto }
+
+    /// <summary>Whether a statement always leaves: return, break, continue, goto, throw, or a call that never returns.</summary>
+    static Exit ExitOf(StatementSyntax statement, SemanticModel? model, KnownSymbols known)
     {
         while (statement is BlockSyntax block)
         {
-            if (block.Statements.Count == 0) return false;
+            if (block.Statements.Count == 0) return Exit.None;
             statement = block.Statements[block.Statements.Count - 1];
         }
-        return statement switch
+        switch (statement)
         {
-            ReturnStatementSyntax or BreakStatementSyntax or ContinueStatementSyntax or GotoStatementSyntax or ThrowStatementSyntax => true,
-            YieldStatementSyntax y => y.IsKind(SyntaxKind.YieldBreakStatement),
-            ExpressionStatementSyntax { Expression: InvocationExpressionSyntax invocation } => LooksLikeExit(invocation),
-            ExpressionStatementSyntax { Expression: ThrowExpressionSyntax } => true,
-            _ => false,
-        };
-    }
-
-    static bool LooksLikeExit(InvocationExpressionSyntax invocation)
-    {
-        var name = invocation.Expression switch
-        {
-            MemberAccessExpressionSyntax m => m.Name.Identifier.ValueText,
-            IdentifierNameSyntax i => i.Identifier.ValueText,
-            _ => "",
-        };
-        return name is "Exit" or "FailFast" || name.StartsWith("Throw", System.StringComparison.Ordinal);
+            case ReturnStatementSyntax or BreakStatementSyntax or ContinueStatementSyntax or ThrowStatementSyntax:
+                return Exit.Leaves;
+            case YieldStatementSyntax y:
+                return y.IsKind(SyntaxKind.YieldBreakStatement) ? Exit.Leaves : Exit.None;
+            case GotoStatementSyntax { Expression: IdentifierNameSyntax label } jump:
+            {
+                var body = jump.Ancestors().FirstOrDefault(a => a is BaseMethodDeclarationSyntax or LocalFunctionStatementSyntax
+                    or AnonymousFunctionExpressionSyntax or AccessorDeclarationSyntax or CompilationUnitSyntax);
+                var target = body?.DescendantNodes().OfType<LabeledStatementSyntax>()
+                    .FirstOrDefault(l => l.Identifier.ValueText == label.Identifier.ValueText);
+                return target is not null && target.SpanStart < jump.SpanStart ? Exit.BackwardGoto : Exit.Leaves;
+            }
+            case GotoStatementSyntax:
+                return Exit.Leaves;
+            case ExpressionStatementSyntax { Expression: ThrowExpressionSyntax }:
+                return Exit.Leaves;
+            case ExpressionStatementSyntax { Expression: InvocationExpressionSyntax invocation }:
+                return model?.GetSymbolInfo(invocation).Symbol is IMethodSymbol method && known.IsNoReturn(method) ? Exit.Leaves : Exit.None;
+            default:
+                return Exit.None;
+        }
     }
 }

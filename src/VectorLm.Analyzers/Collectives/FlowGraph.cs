@@ -47,7 +47,10 @@ internal sealed class FlowGraph
             if (block.ConditionKind != ControlFlowConditionKind.None && block.ConditionalSuccessor is { } conditional)
             {
                 int cond = conditional.Destination?.Ordinal ?? Exit;
-                Successors[b] = cond == fall ? new[] { fall } : new[] { cond, fall };
+                // The compiler's own "no arm matched" throw of a switch expression is not a path a rank takes.
+                if (IsImplicitThrow(blocks, cond)) Successors[b] = new[] { fall };
+                else if (IsImplicitThrow(blocks, fall)) Successors[b] = new[] { cond };
+                else Successors[b] = cond == fall ? new[] { fall } : new[] { cond, fall };
             }
             else
             {
@@ -90,6 +93,12 @@ internal sealed class FlowGraph
     public bool IsBranch(int block) => Successors[block].Length > 1;
 
     public BasicBlock Block(int b) => Cfg.Blocks[b];
+
+    static bool IsImplicitThrow(System.Collections.Immutable.ImmutableArray<BasicBlock> blocks, int b) =>
+        b < blocks.Length - 1
+        && blocks[b].FallThroughSuccessor?.Semantics == ControlFlowBranchSemantics.Throw
+        && blocks[b].BranchValue is { IsImplicit: true } value
+        && value.Syntax is Microsoft.CodeAnalysis.CSharp.Syntax.SwitchExpressionSyntax;
 
     static bool CallsNoReturn(IOperation op, KnownSymbols known)
     {
