@@ -112,6 +112,7 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         }
         var group = new TcpProcessGroup(rank, worldSize, collectiveTimeout, peers);
         group.Barrier(new CallSite("rendezvous", nameof(TcpProcessGroup), 0));
+        group.Sequence = 0; // users count their own collectives from 0
         return group;
     }
 

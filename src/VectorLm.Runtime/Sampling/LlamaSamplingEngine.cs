@@ -222,6 +222,50 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
         return report;
     }
 
+    /// <summary>Engine logits [tokens.Length x vocab] of one sequence (weights synced first); the KV cache is left empty.</summary>
+    internal float[] EvaluateLogits(int[] tokens)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            SyncLocked();
+            var context = EnsureContext();
+            LlamaNative.MemoryClear(context, data: true);
+            using var batch = new BatchBuffer(Math.Max(tokens.Length, Options.BatchTokens));
+            for (int p = 0; p < tokens.Length; p++) batch.Add(tokens[p], p, 0, logits: true);
+            Decode(context, batch);
+            var result = new float[tokens.Length * _arch.VocabSize];
+            for (int p = 0; p < tokens.Length; p++)
+                new ReadOnlySpan<float>(LlamaNative.GetLogitsIth(context, p), _arch.VocabSize).CopyTo(result.AsSpan(p * _arch.VocabSize));
+            LlamaNative.MemoryClear(context, data: true);
+            return result;
+        }
+    }
+
+    /// <summary>Largest KV position held by sequence slot <paramref name="sequence"/> (-1 when empty or no cache).</summary>
+    internal int CachedPositionMax(int sequence)
+    {
+        lock (_gate) return _context is null ? -1 : LlamaNative.MemorySeqPositionMax(_context, sequence);
+    }
+
+    /// <summary>Runs <paramref name="action"/> under the engine's lock (tests: to observe serialisation).</summary>
+    internal void UnderLock(Action action)
+    {
+        lock (_gate) action();
+    }
+
+    /// <summary>Feeds <paramref name="tokens"/> into sequence slot 0 and leaves them cached (tests: to see the KV clear).</summary>
+    internal void Prefill(int[] tokens)
+    {
+        lock (_gate)
+        {
+            var context = EnsureContext();
+            using var batch = new BatchBuffer(Math.Max(tokens.Length, Options.BatchTokens));
+            for (int p = 0; p < tokens.Length; p++) batch.Add(tokens[p], p, 0, logits: p == tokens.Length - 1);
+            Decode(context, batch);
+        }
+    }
+
     /// <inheritdoc />
     [Collective]
     public IReadOnlyList<Completion> Generate(IReadOnlyList<string> prompts, SamplingParams? parameters = null,
