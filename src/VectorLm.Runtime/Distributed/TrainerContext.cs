@@ -1,6 +1,10 @@
 using System.Runtime.CompilerServices;
+using System.Text.Json;
 using TorchSharp;
+using VectorLm.Distributed;
+using VectorLm.Distributed.Nccl;
 using static TorchSharp.torch;
+using CallSite = VectorLm.Distributed.CallSite;
 
 namespace VectorLm;
 
@@ -10,23 +14,79 @@ namespace VectorLm;
 /// called by all ranks in the same order; the caller-info parameters feed the desync detector and are not for users.
 /// </summary>
 /// <remarks>
-/// SKELETON (foundation): a single-process implementation. The distributed runtime issue replaces the body with
-/// process groups; the public surface below is fixed because the generator and analyzer depend on it.
+/// A context is backed by a process group: <c>tcp</c> (CPU tensors, every collective checks that all ranks called
+/// the same thing) or <c>nccl</c> (CUDA tensors; CPU tensors and the object collectives go over a tcp group beside
+/// it). Collectives on one context are not thread-safe: call them from one thread of control at a time.
 /// </remarks>
 public sealed class TrainerContext : IDisposable
 {
     readonly List<Action> _weightListeners = new();
+    readonly ProcessGroup? _group;
+    readonly TcpStore? _store;
 
-    TrainerContext(int rank, int localRank, int worldSize, Device device)
+    TrainerContext(int rank, int localRank, int worldSize, Device device, ProcessGroup? group, TcpStore? store)
     {
         Rank = rank;
         LocalRank = localRank;
         WorldSize = worldSize;
         Device = device;
+        _group = group;
+        _store = store;
     }
 
+    internal TrainerContext(ProcessGroup group, int localRank, Device device, TcpStore? store = null)
+        : this(group.Rank, localRank, group.WorldSize, device, group, store) { }
+
     /// <summary>A context for one process on <paramref name="device"/> (CPU when null): world size 1.</summary>
-    public static TrainerContext SingleProcess(Device? device = null) => new(0, 0, 1, device ?? CPU);
+    public static TrainerContext SingleProcess(Device? device = null) => new(0, 0, 1, device ?? CPU, null, null);
+
+    /// <summary>
+    /// Joins the job this process was launched into, as described by the environment (torchrun's <c>RANK</c>,
+    /// <c>LOCAL_RANK</c>, <c>WORLD_SIZE</c>, <c>LOCAL_WORLD_SIZE</c>, <c>MASTER_ADDR</c>, <c>MASTER_PORT</c>, or Slurm's
+    /// <c>SLURM_PROCID</c>, <c>SLURM_NTASKS</c>, <c>SLURM_LOCALID</c>): rank 0 hosts the rendezvous store, every rank
+    /// connects and the process group forms. The device is CUDA:LOCAL_RANK when CUDA is available, else the CPU.
+    /// Without a rank environment this is <see cref="SingleProcess"/>.
+    /// </summary>
+    /// <exception cref="DistributedException">Bad environment, port in use, unreachable master, ranks that never join.</exception>
+    public static TrainerContext FromEnvironment(DistributedOptions? options = null)
+    {
+        options ??= new DistributedOptions();
+        var env = DistributedEnvironment.Read();
+        bool cuda = torch.cuda.is_available();
+        if (cuda && env.LocalRank >= torch.cuda.device_count())
+            throw new DistributedException($"LOCAL_RANK={env.LocalRank} but this node has {torch.cuda.device_count()} CUDA device(s)");
+        var device = cuda ? new Device(DeviceType.CUDA, env.LocalRank) : CPU;
+        string backend = options.Backend switch
+        {
+            "auto" => cuda ? "nccl" : "tcp",
+            "tcp" or "nccl" => options.Backend,
+            _ => throw new DistributedException($"unknown backend '{options.Backend}'; use auto, tcp or nccl"),
+        };
+        if (env.WorldSize == 1 && env.Source == "single") return SingleProcess(device);
+        if (backend == "nccl" && !cuda)
+            throw new DistributedException("the nccl backend needs CUDA, and torch.cuda.is_available() is false here; use --backend tcp");
+        return Connect(env, device, backend, options);
+    }
+
+    /// <summary>Joins the job described by <paramref name="env"/> on <paramref name="device"/> with <paramref name="backend"/>.</summary>
+    internal static TrainerContext Connect(DistributedEnvironment env, Device device, string backend, DistributedOptions options)
+    {
+        var joinTimeout = options.ResolveRendezvousTimeout();
+        var collectiveTimeout = options.ResolveCollectiveTimeout();
+        var store = TcpStore.Connect(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, joinTimeout, $"rank {env.Rank} of {env.WorldSize}");
+        try
+        {
+            ProcessGroup group = backend == "nccl"
+                ? NcclProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout, device.index < 0 ? 0 : (int)device.index, options.ResolveDesyncDebug())
+                : TcpProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout);
+            return new TrainerContext(group, env.LocalRank, device, store);
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>This process's rank in [0, <see cref="WorldSize"/>).</summary>
     [RankDependent] public int Rank { get; }
@@ -43,34 +103,79 @@ public sealed class TrainerContext : IDisposable
     /// <summary>The device this rank trains on (CUDA:LocalRank, or CPU).</summary>
     public Device Device { get; }
 
+    /// <summary>The process group behind the collectives; null for a single process.</summary>
+    internal ProcessGroup? Group => _group;
+
+    /// <summary>The backend of the process group: "tcp", "nccl", or "none" for a single process.</summary>
+    [RankUniform] public string Backend => _group?.Backend ?? "none";
+
     /// <summary>Blocks until every rank has called it.</summary>
     [Collective]
-    public void Barrier([CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) { }
+    public void Barrier([CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+        => _group?.Barrier(new CallSite(member, file, line));
 
-    /// <summary>Combines <paramref name="tensor"/> across ranks in place and returns it.</summary>
+    /// <summary>
+    /// Combines <paramref name="tensor"/> across ranks in place and returns it. Every rank must pass a tensor of the
+    /// same shape and dtype; <see cref="ReduceOp.Avg"/> needs a floating-point tensor. The result is bit-identical on all ranks.
+    /// </summary>
     [Collective, RankUniform]
     public Tensor AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum,
-        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) => tensor;
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (_group is null)
+        {
+            if (op == ReduceOp.Avg && !torch.is_floating_point(tensor))
+                throw new ArgumentException($"ReduceOp.Avg needs a floating-point tensor, not {tensor.dtype}", nameof(op));
+            return tensor;
+        }
+        _group.AllReduce(tensor, op, new CallSite(member, file, line));
+        return tensor;
+    }
 
-    /// <summary>Returns rank <paramref name="root"/>'s <paramref name="value"/> on every rank (serialised as JSON).</summary>
+    /// <summary>
+    /// Returns rank <paramref name="root"/>'s <paramref name="value"/> on every rank (serialised as JSON with
+    /// System.Text.Json, so every rank, the root included, gets an equal deserialised copy).
+    /// </summary>
     [Collective, RankUniform]
     public T Broadcast<T>(T value, int root = 0,
-        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) => value;
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        if ((uint)root >= (uint)WorldSize) throw new ArgumentOutOfRangeException(nameof(root), root, $"root must be a rank in [0, {WorldSize})");
+        byte[] mine = Rank == root ? JsonSerializer.SerializeToUtf8Bytes(value) : [];
+        var bytes = _group is null ? mine : _group.BroadcastBytes(mine, root, new CallSite(member, file, line));
+        return JsonSerializer.Deserialize<T>(bytes)!;
+    }
 
-    /// <summary>Returns every rank's <paramref name="value"/>, indexed by rank, on every rank.</summary>
+    /// <summary>Returns every rank's <paramref name="value"/>, indexed by rank, on every rank (serialised as JSON).</summary>
     [Collective, RankUniform]
     public IReadOnlyList<T> AllGather<T>(T value,
-        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) => new[] { value };
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        var mine = JsonSerializer.SerializeToUtf8Bytes(value);
+        var all = _group is null ? [mine] : _group.AllGatherBytes(mine, new CallSite(member, file, line));
+        return all.Select(b => JsonSerializer.Deserialize<T>(b)!).ToArray();
+    }
 
     /// <summary>Copies rank <paramref name="root"/>'s tensor into <paramref name="tensor"/> on every rank, in place.</summary>
     [Collective, RankUniform]
     public Tensor BroadcastTensor(Tensor tensor, int root = 0,
-        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) => tensor;
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if ((uint)root >= (uint)WorldSize) throw new ArgumentOutOfRangeException(nameof(root), root, $"root must be a rank in [0, {WorldSize})");
+        _group?.Broadcast(tensor, root, new CallSite(member, file, line));
+        return tensor;
+    }
 
     /// <summary>Returns every rank's tensor (same shape on all ranks), concatenated along a new leading dimension.</summary>
     [Collective, RankUniform]
     public Tensor AllGatherTensor(Tensor tensor,
-        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) => tensor.unsqueeze(0);
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        return _group is null ? tensor.unsqueeze(0).clone() : _group.AllGather(tensor, new CallSite(member, file, line));
+    }
 
     /// <summary>
     /// Registers a callback run after every optimizer step the runtime performs for this context, so samplers
@@ -90,8 +195,12 @@ public sealed class TrainerContext : IDisposable
         foreach (var l in listeners) l();
     }
 
-    /// <inheritdoc />
-    public void Dispose() { }
+    /// <summary>Leaves the process group and closes the rendezvous store (rank 0 stops serving it).</summary>
+    public void Dispose()
+    {
+        _group?.Dispose();
+        _store?.Dispose();
+    }
 
     sealed class Unsubscriber(Action action) : IDisposable
     {

@@ -1,6 +1,8 @@
 using System.Runtime.CompilerServices;
+using VectorLm.Distributed;
 using VectorLm.Sampling;
 using static TorchSharp.torch;
+using CallSite = VectorLm.Distributed.CallSite;
 
 namespace VectorLm.Hosting;
 
@@ -11,16 +13,33 @@ namespace VectorLm.Hosting;
 public static class CollectiveInterceptors
 {
     /// <summary>
-    /// Replaces <c>optimizer.step()</c>: averages the gradients of the optimizer's parameters over ranks,
-    /// steps, then marks the context's samplers stale.
+    /// Replaces <c>optimizer.step()</c>: averages the gradients of the optimizer's parameters over ranks (one
+    /// bucketed all-reduce over a flat gradient buffer), steps, then marks the context's samplers stale.
+    /// Two ranks with half batches each end with the parameters one rank gets from the whole batch.
     /// </summary>
-    /// <remarks>SKELETON: no gradient all-reduce yet (world size 1 only); the distributed runtime issue adds it.</remarks>
     [Collective]
     public static Tensor OptimizerStep(optim.Optimizer optimizer, Func<Tensor>? closure,
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         ArgumentNullException.ThrowIfNull(optimizer);
         var ctx = TrainerContextScope.Current;
+        if (ctx is { WorldSize: > 1 })
+        {
+            var reducer = GradientReducer.For(optimizer);
+            var site = new CallSite(member, file, line);
+            if (closure is null) reducer.AverageGradients(ctx, optimizer.parameters(), site);
+            else
+            {
+                // The closure recomputes the gradients (possibly several times, as LBFGS does): average after each run.
+                var inner = closure;
+                closure = () =>
+                {
+                    var l = inner();
+                    reducer.AverageGradients(ctx, optimizer.parameters(), site);
+                    return l;
+                };
+            }
+        }
         var loss = optimizer.step(closure);
         ctx?.NotifyWeightsChanged();
         return loss;

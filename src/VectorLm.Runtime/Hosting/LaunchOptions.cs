@@ -19,4 +19,11 @@ public sealed record LaunchOptions
     public int Seed { get; init; }
     /// <summary>Torch intra-op threads per rank; null picks cores / ranks.</summary>
     public int? Threads { get; init; }
+    /// <summary>
+    /// How long a collective waits for the other ranks before failing with the names of those missing; null uses
+    /// <c>VECTORLM_COLLECTIVE_TIMEOUT</c> (seconds) or 10 minutes.
+    /// </summary>
+    public TimeSpan? CollectiveTimeout { get; init; }
+    /// <summary>How long ranks wait for each other when the job starts; null uses <c>VECTORLM_RENDEZVOUS_TIMEOUT</c> or 5 minutes.</summary>
+    public TimeSpan? RendezvousTimeout { get; init; }
 }

@@ -1,0 +1,237 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace VectorLm.Distributed.Nccl;
+
+/// <summary>An owned <c>ncclComm_t</c>: destroyed normally, aborted after a failure (destroy could hang then).</summary>
+internal sealed class NcclCommunicator : IDisposable
+{
+    nint _comm;
+
+    public NcclCommunicator(nint comm) => _comm = comm;
+
+    public nint Handle => _comm != 0 ? _comm : throw new ObjectDisposedException(nameof(NcclCommunicator));
+
+    public bool Failed { get; set; }
+
+    public void Dispose()
+    {
+        var comm = Interlocked.Exchange(ref _comm, 0);
+        if (comm == 0) return;
+        if (Failed) NcclNative.ncclCommAbort(comm);
+        else NcclNative.ncclCommDestroy(comm);
+    }
+}
+
+/// <summary>
+/// The <c>nccl</c> backend: CUDA tensors through NCCL, one process per GPU. CPU tensors, <c>Barrier</c> and the
+/// object collectives go over a tcp group formed beside it (as PyTorch users pair gloo with nccl).
+/// </summary>
+/// <remarks>
+/// Synchronisation discipline. TorchSharp has no stream API, so libtorch queues every CUDA op of this process on the
+/// device's default (legacy) stream 0, and NCCL here is also given stream 0. Stream order is therefore program
+/// order: the kernels that produced a tensor run before the collective reading it, and ops issued after the
+/// collective see its result, with no events or host waits. The caching allocator reuses a freed block only for
+/// later work on the same stream, so freeing a tensor right after a collective is safe. Collectives return once
+/// queued; anything that reads values on the host (<c>item</c>, <c>cpu()</c>) waits as usual. Before every NCCL call
+/// the device's primary context is made current on the calling thread, since async continuations may move the
+/// training loop between threads. Tensors must live on this rank's device; non-contiguous ones are staged.
+/// With <c>VECTORLM_DESYNC_DEBUG=1</c> every collective first agrees on its fingerprint over the tcp group (one
+/// small round trip), turning a desync into an error instead of a hang.
+/// </remarks>
+internal sealed class NcclProcessGroup : ProcessGroup
+{
+    readonly TcpProcessGroup _control;
+    readonly NcclCommunicator _comm;
+    readonly nint _context;
+    readonly int _device;
+    readonly bool _desyncDebug;
+
+    NcclProcessGroup(TcpProcessGroup control, NcclCommunicator comm, nint context, int device, bool desyncDebug)
+        : base(control.Rank, control.WorldSize, control.Timeout)
+    {
+        _control = control;
+        _comm = comm;
+        _context = context;
+        _device = device;
+        _desyncDebug = desyncDebug;
+    }
+
+    public override string Backend => "nccl";
+
+    /// <summary>The NCCL library version, e.g. "2.28.3".</summary>
+    public static string LibraryVersion => NcclNative.Version();
+
+    public static NcclProcessGroup Create(TcpStore store, int rank, int worldSize, TimeSpan collectiveTimeout, TimeSpan joinTimeout, int cudaDevice, bool desyncDebug)
+    {
+        NcclNative.Version(); // a clear error when NCCL is not loadable, before any rank waits on another
+        var control = TcpProcessGroup.Create(store, rank, worldSize, collectiveTimeout, joinTimeout, prefix: "nccl-control");
+        try
+        {
+            var context = CudaDriver.PrimaryContext(cudaDevice);
+            CudaDriver.MakeCurrent(context);
+            NcclUniqueId id;
+            unsafe
+            {
+                var bytes = new byte[NcclUniqueId.Bytes];
+                if (rank == 0)
+                {
+                    NcclNative.Check(NcclNative.ncclGetUniqueId(out id), "ncclGetUniqueId");
+                    new ReadOnlySpan<byte>(id.Internal, NcclUniqueId.Bytes).CopyTo(bytes);
+                    store.Set("nccl/unique-id", bytes);
+                }
+                else
+                {
+                    bytes = store.Get("nccl/unique-id", joinTimeout);
+                    if (bytes.Length != NcclUniqueId.Bytes) throw new DistributedException($"the NCCL unique id in the store has {bytes.Length} bytes, not {NcclUniqueId.Bytes}");
+                    bytes.CopyTo(new Span<byte>(id.Internal, NcclUniqueId.Bytes));
+                }
+            }
+            NcclNative.Check(NcclNative.ncclCommInitRank(out nint comm, worldSize, id, rank), "ncclCommInitRank");
+            return new NcclProcessGroup(control, new NcclCommunicator(comm), context, cudaDevice, desyncDebug);
+        }
+        catch
+        {
+            control.Dispose();
+            throw;
+        }
+    }
+
+    public override void Barrier(CallSite site)
+    {
+        Sequence++;
+        _control.Barrier(site);
+    }
+
+    public override void AllReduce(Tensor tensor, ReduceOp op, CallSite site)
+    {
+        if (tensor.device_type != DeviceType.CUDA) { Sequence++; _control.AllReduce(tensor, op, site); return; }
+        var fp = Next(CollectiveKind.AllReduce, site, tensor, op);
+        if (op == ReduceOp.Avg && !TensorMemory.IsFloating(tensor.dtype))
+            throw new ArgumentException($"ReduceOp.Avg needs a floating-point tensor, not {TensorMemory.DTypeName(tensor.dtype)}", nameof(op));
+        Agree(fp);
+        var t = Staged(tensor);
+        Run(() => NcclNative.ncclAllReduce(TensorMemory.DataPointer(t), TensorMemory.DataPointer(t), (nuint)t.numel(), DataType(t.dtype), RedOp(op), _comm.Handle, 0), "ncclAllReduce");
+        Unstage(tensor, t);
+    }
+
+    public override void Broadcast(Tensor tensor, int root, CallSite site)
+    {
+        CheckRoot(root, "Broadcast");
+        if (tensor.device_type != DeviceType.CUDA) { Sequence++; _control.Broadcast(tensor, root, site); return; }
+        Agree(Next(CollectiveKind.Broadcast, site, tensor, root: root));
+        var t = Staged(tensor);
+        Run(() => NcclNative.ncclBroadcast(TensorMemory.DataPointer(t), TensorMemory.DataPointer(t), (nuint)t.numel(), DataType(t.dtype), root, _comm.Handle, 0), "ncclBroadcast");
+        Unstage(tensor, t);
+    }
+
+    public override Tensor AllGather(Tensor tensor, CallSite site)
+    {
+        if (tensor.device_type != DeviceType.CUDA) { Sequence++; return _control.AllGather(tensor, site); }
+        Agree(Next(CollectiveKind.AllGather, site, tensor));
+        CheckDevice(tensor);
+        var input = tensor.is_contiguous() ? tensor : tensor.contiguous();
+        var shape = new long[tensor.dim() + 1];
+        shape[0] = WorldSize;
+        tensor.shape.CopyTo(shape, 1);
+        var output = torch.empty(shape, tensor.dtype, tensor.device);
+        Run(() => NcclNative.ncclAllGather(TensorMemory.DataPointer(input), TensorMemory.DataPointer(output), (nuint)input.numel(), DataType(input.dtype), _comm.Handle, 0), "ncclAllGather");
+        if (!ReferenceEquals(input, tensor)) input.Dispose();
+        return output;
+    }
+
+    public override byte[] BroadcastBytes(byte[] value, int root, CallSite site)
+    {
+        Sequence++;
+        return _control.BroadcastBytes(value, root, site);
+    }
+
+    public override byte[][] AllGatherBytes(byte[] value, CallSite site)
+    {
+        Sequence++;
+        return _control.AllGatherBytes(value, site);
+    }
+
+    /// <summary>Several collectives fused into one NCCL launch (<c>ncclGroupStart</c>/<c>ncclGroupEnd</c>).</summary>
+    public void Group(Action collectives)
+    {
+        CudaDriver.MakeCurrent(_context);
+        NcclNative.Check(NcclNative.ncclGroupStart(), "ncclGroupStart");
+        try { collectives(); }
+        finally { NcclNative.Check(NcclNative.ncclGroupEnd(), "ncclGroupEnd", _comm.Handle); }
+    }
+
+    /// <summary>Waits until the device finished all queued work (for benchmarks and tests).</summary>
+    public void Synchronize()
+    {
+        CudaDriver.MakeCurrent(_context);
+        CudaDriver.Synchronize();
+        NcclNative.Check(NcclNative.ncclCommGetAsyncError(_comm.Handle, out var async), "ncclCommGetAsyncError");
+        NcclNative.Check(async, "an earlier NCCL collective (asynchronous error)", _comm.Handle);
+    }
+
+    void Agree(Fingerprint fp)
+    {
+        if (_desyncDebug) _control.Agree(fp);
+    }
+
+    void CheckDevice(Tensor t)
+    {
+        if (t.device_index != _device)
+            throw new ArgumentException($"this rank's NCCL communicator is on cuda:{_device}, but the tensor is on {t.device}", nameof(t));
+        if (t.dtype == ScalarType.Bool) return;
+        DataType(t.dtype);
+    }
+
+    Tensor Staged(Tensor tensor)
+    {
+        CheckDevice(tensor);
+        return tensor.is_contiguous() ? tensor : tensor.contiguous();
+    }
+
+    static void Unstage(Tensor tensor, Tensor staged)
+    {
+        if (ReferenceEquals(tensor, staged)) return;
+        using (torch.no_grad()) tensor.copy_(staged);
+        staged.Dispose();
+    }
+
+    void Run(Func<NcclResult> call, string name)
+    {
+        CudaDriver.MakeCurrent(_context);
+        var result = call();
+        if (result != NcclResult.Success)
+        {
+            _comm.Failed = true;
+            NcclNative.Check(result, name, _comm.Handle);
+        }
+    }
+
+    internal static NcclDataType DataType(ScalarType t) => t switch
+    {
+        ScalarType.Float32 => NcclDataType.Float32,
+        ScalarType.Float64 => NcclDataType.Float64,
+        ScalarType.Float16 => NcclDataType.Float16,
+        ScalarType.BFloat16 => NcclDataType.BFloat16,
+        ScalarType.Int64 => NcclDataType.Int64,
+        ScalarType.Int32 => NcclDataType.Int32,
+        ScalarType.Int8 => NcclDataType.Int8,
+        ScalarType.Byte or ScalarType.Bool => NcclDataType.Uint8,
+        _ => throw new NotSupportedException($"NCCL cannot move {TensorMemory.DTypeName(t)} tensors"),
+    };
+
+    internal static NcclRedOp RedOp(ReduceOp op) => op switch
+    {
+        ReduceOp.Sum => NcclRedOp.Sum,
+        ReduceOp.Avg => NcclRedOp.Avg,
+        ReduceOp.Min => NcclRedOp.Min,
+        ReduceOp.Max => NcclRedOp.Max,
+        _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown reduction"),
+    };
+
+    public override void Dispose()
+    {
+        _comm.Dispose();
+        _control.Dispose();
+    }
+}

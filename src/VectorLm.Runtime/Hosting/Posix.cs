@@ -1,0 +1,21 @@
+using System.Runtime.InteropServices;
+
+namespace VectorLm.Hosting;
+
+/// <summary>The libc calls the launcher and the ranks need that .NET does not expose.</summary>
+internal static partial class Posix
+{
+    public const int SIGINT = 2, SIGKILL = 9, SIGTERM = 15;
+
+    [LibraryImport("libc", SetLastError = true)] internal static partial int kill(int pid, int signal);
+    [LibraryImport("libc")] internal static partial int getppid();
+
+    /// <summary>"SIGSEGV" for 11; null for numbers that are not common signals.</summary>
+    public static string? SignalName(int signal) => signal switch
+    {
+        1 => "SIGHUP", 2 => "SIGINT", 3 => "SIGQUIT", 4 => "SIGILL", 5 => "SIGTRAP", 6 => "SIGABRT", 7 => "SIGBUS",
+        8 => "SIGFPE", 9 => "SIGKILL", 10 => "SIGUSR1", 11 => "SIGSEGV", 12 => "SIGUSR2", 13 => "SIGPIPE",
+        14 => "SIGALRM", 15 => "SIGTERM",
+        _ => null,
+    };
+}
