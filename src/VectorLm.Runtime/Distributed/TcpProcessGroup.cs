@@ -24,6 +24,9 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     const byte FrameHeader = 1, FrameGo = 2, FrameError = 3;
     const byte ErrorDesync = 1, ErrorTimeout = 2, ErrorOther = 3;
 
+    /// <summary>Overrides the address a rank advertises to the others.</summary>
+    public const string HostAddrVariable = "VECTORLM_HOST_ADDR";
+
     /// <summary>Bytes received per step before reducing them; big enough for few syscalls, small enough for the cache.</summary>
     internal static int ChunkBytes { get; set; } = EnvInt("VECTORLM_TCP_CHUNK", 1 << 20);
 
@@ -67,7 +70,12 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         {
             listener.Bind(new IPEndPoint(IPAddress.IPv6Any, 0));
             listener.Listen(worldSize);
-            var local = store.LocalAddress;
+            // Advertise the address this host reaches the store from: the interface other nodes can reach too.
+            // VECTORLM_HOST_ADDR overrides it, e.g. when the hostname resolves to 127.0.1.1 on the master node.
+            var local = Environment.GetEnvironmentVariable(HostAddrVariable) is { Length: > 0 } configured
+                ? IPAddress.TryParse(configured, out var parsed) ? parsed
+                    : throw new DistributedException($"{HostAddrVariable}='{configured}' is not an IP address")
+                : store.LocalAddress;
             if (local.IsIPv4MappedToIPv6) local = local.MapToIPv4();
             int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
             store.Set($"{prefix}/addr/{rank}", new IPEndPoint(local, port).ToString());
@@ -79,7 +87,18 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
             {
                 var s = new Socket(SocketType.Stream, ProtocolType.Tcp);
                 Configure(s, collectiveTimeout);
-                s.Connect(IPEndPoint.Parse(addresses[r]));
+                try
+                {
+                    using var cts = new CancellationTokenSource(joinTimeout);
+                    s.ConnectAsync(IPEndPoint.Parse(addresses[r]), cts.Token).AsTask().GetAwaiter().GetResult();
+                }
+                catch (Exception e) when (e is SocketException or OperationCanceledException)
+                {
+                    s.Dispose();
+                    throw new DistributedException(
+                        $"rank {rank} could not connect to rank {r} at {addresses[r]}: {(e is SocketException se ? se.SocketErrorCode : "timed out")}. " +
+                        $"If that address is not reachable from this host, set {HostAddrVariable} on rank {r} to one that is.", e);
+                }
                 BinaryPrimitives.WriteInt32LittleEndian(rankBytes, rank);
                 SocketIO.SendAll(s, rankBytes, $"rank {r}");
                 peers[r] = s;
