@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Prepares .device/ (git-ignored) for a run on the GPU machine, which has no .NET and no package registry:
+#   .device/dotnet-runtime.tar.xz  the .NET runtime of this machine (no SDK), about 26 MB
+#   .device/bench/                 VectorLm.Bench published against the GPU machine's own libtorch (VectorLmTorch=system)
+# On the GPU machine, bench/gpu/env.sh unpacks the runtime and sets DOTNET_ROOT, PATH and LD_LIBRARY_PATH.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mkdir -p .device
+if [ ! -s .device/dotnet-runtime.tar.xz ]; then
+  root=$(dirname "$(readlink -f "$(command -v dotnet)")")
+  (cd "$root" && tar -cf - --exclude=./sdk --exclude=./packs --exclude=./templates --exclude=./sdk-manifests \
+      --exclude=./metadata --exclude=./shared/Microsoft.AspNetCore.App .) | xz -T2 -6 > .device/dotnet-runtime.tar.xz
+fi
+rm -rf .device/bench
+dotnet publish bench/VectorLm.Bench -c Release -r linux-x64 --self-contained false -p:VectorLmTorch=system \
+  -p:VectorLmSkipGlibcxxPatch=true -o .device/bench -v q -nologo
+du -sh .device/*

@@ -1,0 +1,113 @@
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Linq;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.Diagnostics;
+
+namespace VectorLm.Analyzers.TrainerShape;
+
+/// <summary>
+/// Reports <c>[DistributedTrainer]</c> classes and <c>[Option]</c> properties the source generator cannot use
+/// (VLM0001 to VLM0008). The generator itself reports nothing and skips these trainers; the rules are shared
+/// (<see cref="TrainerShapeRules"/>), so the two always agree.
+/// </summary>
+[DiagnosticAnalyzer(LanguageNames.CSharp)]
+public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
+{
+    /// <inheritdoc />
+    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = ImmutableArray.Create(
+        TrainerShapeDescriptors.TrainerNotPartial,
+        TrainerShapeDescriptors.TrainMethod,
+        TrainerShapeDescriptors.OptionNotSettable,
+        TrainerShapeDescriptors.OptionTypeUnsupported,
+        TrainerShapeDescriptors.TrainerClassShape,
+        TrainerShapeDescriptors.AmbiguousTrainer,
+        TrainerShapeDescriptors.OptionNameConflict,
+        TrainerShapeDescriptors.UnknownTrainerChoice);
+
+    /// <inheritdoc />
+    public override void Initialize(AnalysisContext context)
+    {
+        context.ConfigureGeneratedCodeAnalysis(GeneratedCodeAnalysisFlags.None);
+        context.EnableConcurrentExecution();
+        context.RegisterCompilationStartAction(start =>
+        {
+            var attribute = start.Compilation.GetTypeByMetadataName(TrainerShapeRules.DistributedTrainerAttribute);
+            if (attribute is null) return;
+            var trainers = new ConcurrentBag<INamedTypeSymbol>();
+            start.RegisterSymbolAction(symbolContext =>
+            {
+                var type = (INamedTypeSymbol)symbolContext.Symbol;
+                if (!type.GetAttributes().Any(a => SymbolEqualityComparer.Default.Equals(a.AttributeClass, attribute))) return;
+                trainers.Add(type);
+                AnalyzeTrainer(symbolContext, type);
+            }, SymbolKind.NamedType);
+            start.RegisterCompilationEndAction(end => AnalyzeProject(end, trainers.ToArray()));
+        });
+    }
+
+    static void AnalyzeTrainer(SymbolAnalysisContext context, INamedTypeSymbol type)
+    {
+        var location = type.Locations.FirstOrDefault() ?? Location.None;
+        if (!TrainerShapeRules.IsPartial(type))
+            context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.TrainerNotPartial, location, type.Name));
+        if (TrainerShapeRules.ClassShapeProblem(type) is { } shape)
+            context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.TrainerClassShape, location, type.Name, shape));
+        if (TrainerShapeRules.FindTrainMethod(type, out var trainProblem) == TrainMethodKind.None)
+        {
+            var methodLocation = type.GetMembers("Train").Concat(type.GetMembers("TrainAsync")).OfType<IMethodSymbol>()
+                .Select(m => m.Locations.FirstOrDefault()).FirstOrDefault(l => l is not null) ?? location;
+            context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.TrainMethod, methodLocation, type.Name, trainProblem));
+        }
+
+        var names = new Dictionary<string, string>(System.StringComparer.Ordinal);
+        foreach (var (property, optionAttribute) in TrainerShapeRules.OptionProperties(type))
+        {
+            var propertyLocation = property.Locations.FirstOrDefault() ?? location;
+            if (TrainerShapeRules.SetterProblem(property) is { } setter)
+                context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.OptionNotSettable, propertyLocation, property.Name, setter));
+            if (!TrainerShapeRules.IsSupportedOptionType(property.Type))
+                context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.OptionTypeUnsupported, propertyLocation, property.Name,
+                    property.Type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat), TrainerShapeRules.SupportedTypesText));
+            var name = TrainerShapeRules.OptionName(property, optionAttribute);
+            string? conflict = null;
+            if (TrainerShapeRules.ReservedOptionNames.Contains(name)) conflict = "every trainer already has";
+            else if (names.TryGetValue(name, out var other)) conflict = $"property '{other}' already uses";
+            else if (name.Length == 0 || name.Any(char.IsWhiteSpace)) conflict = "is not a valid option name";
+            else names.Add(name, property.Name);
+            if (conflict is not null)
+                context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.OptionNameConflict, propertyLocation, property.Name, name, conflict));
+        }
+    }
+
+    static void AnalyzeProject(CompilationAnalysisContext context, INamedTypeSymbol[] trainers)
+    {
+        if (trainers.Length == 0) return;
+        var options = context.Options.AnalyzerConfigOptionsProvider.GlobalOptions;
+        var fullNames = trainers.Select(t => t.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat)).OrderBy(n => n, System.StringComparer.Ordinal).ToArray();
+        if (options.TryGetValue(TrainerShapeRules.TrainerChoiceProperty, out var choice) && !string.IsNullOrWhiteSpace(choice))
+        {
+            var matches = fullNames.Count(n => TrainerShapeRules.MatchesChoice(choice, n));
+            if (matches != 1)
+                context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.UnknownTrainerChoice, Location.None,
+                    choice.Trim(), string.Join(", ", fullNames)));
+            return;
+        }
+
+        if (trainers.Length < 2) return;
+        var output = context.Compilation.Options.OutputKind;
+        if (output is not (OutputKind.ConsoleApplication or OutputKind.WindowsApplication)) return;
+        if (HasUserEntryPoint(context)) return;
+        foreach (var trainer in trainers)
+            context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.AmbiguousTrainer, trainer.Locations.FirstOrDefault() ?? Location.None,
+                trainer.Name, trainers.Length, string.Join(", ", fullNames)));
+    }
+
+    // The same syntactic test the generator uses, over the user's trees (the generated Main is not the user's).
+    static bool HasUserEntryPoint(CompilationAnalysisContext context) =>
+        context.Compilation.SyntaxTrees
+            .Where(t => !t.FilePath.EndsWith("VectorLm.EntryPoint.g.cs", System.StringComparison.Ordinal))
+            .Any(t => t.GetRoot(context.CancellationToken).DescendantNodes(n => n is not Microsoft.CodeAnalysis.CSharp.Syntax.BaseMethodDeclarationSyntax)
+                .Any(TrainerShapeRules.IsUserEntryPointSyntax));
+}

@@ -1,0 +1,200 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
+using System.Xml.Linq;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using VectorLm.Analyzers.TrainerShape;
+using VectorLm.Generators.Model;
+
+namespace VectorLm.Generators;
+
+public sealed partial class TrainerGenerator
+{
+    /// <summary>Symbols and syntax to <see cref="TrainerSpec"/>. Nothing here throws on user code or keeps a symbol.</summary>
+    internal static class Parser
+    {
+        // Fully qualified names with nullable annotations ("string?", "global::System.IO.FileInfo").
+        static readonly SymbolDisplayFormat s_typeFormat = SymbolDisplayFormat.FullyQualifiedFormat
+            .AddMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.IncludeNullableReferenceTypeModifier);
+
+        public static TrainerSpec? Parse(GeneratorAttributeSyntaxContext context, CancellationToken ct)
+        {
+            if (context.TargetSymbol is not INamedTypeSymbol type) return null;
+            var ns = type.ContainingNamespace is { IsGlobalNamespace: false } n ? n.ToDisplayString() : "";
+            var fullName = ns.Length == 0 ? type.Name : ns + "." + type.Name;
+            var kind = TrainerShapeRules.FindTrainMethod(type, out _);
+            var options = ParseOptions(type, out var optionsValid);
+            var valid = TrainerShapeRules.IsPartial(type) && TrainerShapeRules.ClassShapeProblem(type) is null
+                && kind != TrainMethodKind.None && optionsValid;
+            if (!valid)
+                return new TrainerSpec(ns, type.Name, fullName, false, null, TrainKind.Sync, false, default, default);
+
+            ct.ThrowIfCancellationRequested();
+            var compilation = context.SemanticModel.Compilation;
+            var interceptors = new List<InterceptorSpec>();
+            foreach (var reference in type.DeclaringSyntaxReferences)
+            {
+                var declaration = reference.GetSyntax(ct);
+                var model = declaration.SyntaxTree == context.SemanticModel.SyntaxTree
+                    ? context.SemanticModel
+                    : compilation.GetSemanticModel(declaration.SyntaxTree);
+                foreach (var invocation in declaration.DescendantNodes().OfType<InvocationExpressionSyntax>())
+                {
+                    ct.ThrowIfCancellationRequested();
+                    if (ParseInterceptor(model, invocation, ct) is { } interceptor) interceptors.Add(interceptor);
+                }
+            }
+
+            var disposable = type.AllInterfaces.Any(i => i.SpecialType == SpecialType.System_IDisposable);
+            return new TrainerSpec(
+                ns, type.Name, fullName, true, DocSummary(type, ct),
+                kind == TrainMethodKind.Async ? TrainKind.Async : TrainKind.Sync,
+                disposable,
+                new EquatableArray<OptionSpec>(options),
+                new EquatableArray<InterceptorSpec>(interceptors));
+        }
+
+        static List<OptionSpec> ParseOptions(INamedTypeSymbol type, out bool valid)
+        {
+            valid = true;
+            var options = new List<OptionSpec>();
+            var names = new HashSet<string>(TrainerShapeRules.ReservedOptionNames, StringComparer.Ordinal);
+            foreach (var (property, attribute) in TrainerShapeRules.OptionProperties(type))
+            {
+                var name = TrainerShapeRules.OptionName(property, attribute);
+                if (TrainerShapeRules.SetterProblem(property) is not null || !TrainerShapeRules.IsSupportedOptionType(property.Type)
+                    || !names.Add(name))
+                {
+                    valid = false;
+                    continue;
+                }
+                string? description = null;
+                foreach (var named in attribute.NamedArguments)
+                    if (named.Key == "Description" && named.Value.Value is string text) description = text;
+                description ??= DocSummary(property, default);
+                var needsBang = property.Type.IsReferenceType && property.NullableAnnotation != NullableAnnotation.Annotated;
+                options.Add(new OptionSpec(property.Name, "--" + name, property.Type.ToDisplayString(s_typeFormat), description, needsBang));
+            }
+            return options;
+        }
+
+        static InterceptorSpec? ParseInterceptor(SemanticModel model, InvocationExpressionSyntax invocation, CancellationToken ct)
+        {
+            // Cheap syntactic filter first: only ".step(" and ".Generate(" calls can be collective.
+            var name = invocation.Expression switch
+            {
+                MemberAccessExpressionSyntax m => m.Name.Identifier.ValueText,
+                MemberBindingExpressionSyntax b => b.Name.Identifier.ValueText,
+                _ => null,
+            };
+            if (name is not ("step" or "Generate")) return null;
+            if (model.GetSymbolInfo(invocation, ct).Symbol is not IMethodSymbol method || method.IsStatic) return null;
+
+            InterceptorKind kind;
+            if (name == "step" && IsOptimizerStep(method)) kind = InterceptorKind.OptimizerStep;
+            else if (name == "Generate" && IsSamplingGenerate(method, model.Compilation)) kind = InterceptorKind.Generate;
+            else return null;
+
+            // The interceptor names the declaring type; a type generated code cannot see cannot be intercepted.
+            if (!model.Compilation.IsSymbolAccessibleWithin(method.ContainingType, model.Compilation.Assembly)) return null;
+            var location = model.GetInterceptableLocation(invocation, ct);
+            if (location is null) return null;
+
+            var line = invocation.Expression is MemberAccessExpressionSyntax access
+                ? access.Name.GetLocation().GetLineSpan().StartLinePosition.Line + 1
+                : invocation.GetLocation().GetLineSpan().StartLinePosition.Line + 1;
+            return new InterceptorSpec(
+                kind,
+                location.Version,
+                location.Data,
+                location.GetDisplayLocation(),
+                method.ContainingType.ToDisplayString(s_typeFormat),
+                method.ReturnType.ToDisplayString(s_typeFormat),
+                new EquatableArray<ParameterSpec>(method.Parameters.Select(p => new ParameterSpec(p.Name, p.Type.ToDisplayString(s_typeFormat)))),
+                CallerMemberName(model, invocation),
+                invocation.SyntaxTree.FilePath,
+                line);
+        }
+
+        // An override (or the declaration) of torch.optim.Optimizer.step(Func<Tensor>).
+        static bool IsOptimizerStep(IMethodSymbol method)
+        {
+            for (var m = method; m is not null; m = m.OverriddenMethod)
+                if (TrainerShapeRules.IsNamed(m.ContainingType, TrainerShapeRules.Optimizer) && m.Parameters.Length == 1) return true;
+            return false;
+        }
+
+        // ISamplingEngine.Generate, or a class's implementation of it.
+        static bool IsSamplingGenerate(IMethodSymbol method, Compilation compilation)
+        {
+            if (compilation.GetTypeByMetadataName(TrainerShapeRules.SamplingEngine) is not { } engine) return false;
+            var generate = engine.GetMembers("Generate").OfType<IMethodSymbol>().FirstOrDefault();
+            if (generate is null) return false;
+            if (SymbolEqualityComparer.Default.Equals(method.OriginalDefinition, generate)) return true;
+            var implementation = method.ContainingType.FindImplementationForInterfaceMember(generate);
+            return SymbolEqualityComparer.Default.Equals(implementation, method);
+        }
+
+        // What [CallerMemberName] gives at this point: the enclosing method, property or event, through lambdas and local functions.
+        static string CallerMemberName(SemanticModel model, SyntaxNode node)
+        {
+            var symbol = model.GetEnclosingSymbol(node.SpanStart);
+            while (symbol is IMethodSymbol { MethodKind: MethodKind.AnonymousFunction or MethodKind.LocalFunction })
+                symbol = symbol.ContainingSymbol;
+            return symbol switch
+            {
+                IMethodSymbol { AssociatedSymbol: { } associated } => associated.Name,
+                IMethodSymbol { MethodKind: MethodKind.Constructor } => ".ctor",
+                IMethodSymbol { MethodKind: MethodKind.StaticConstructor } => ".cctor",
+                IMethodSymbol { MethodKind: MethodKind.Destructor } => "Finalize",
+                null => "",
+                _ => symbol.Name,
+            };
+        }
+
+        // The <summary> text of the XML doc comment, whitespace collapsed. Read from syntax so that it works whether or
+        // not the project parses documentation comments.
+        static string? DocSummary(ISymbol symbol, CancellationToken ct)
+        {
+            foreach (var reference in symbol.DeclaringSyntaxReferences)
+            {
+                var lines = new List<string>();
+                foreach (var trivia in reference.GetSyntax(ct).GetLeadingTrivia())
+                {
+                    if (trivia.IsKind(SyntaxKind.SingleLineDocumentationCommentTrivia))
+                        lines.AddRange(trivia.ToFullString().Split('\n'));
+                    else if (trivia.IsKind(SyntaxKind.SingleLineCommentTrivia) && trivia.ToString().StartsWith("///", StringComparison.Ordinal))
+                        lines.Add(trivia.ToString());
+                }
+                if (lines.Count == 0) continue;
+                var xml = string.Join("\n", lines.Select(l => l.Trim()).Select(l => l.StartsWith("///", StringComparison.Ordinal) ? l.Substring(3) : l));
+                try
+                {
+                    var summary = XElement.Parse("<doc>" + xml + "</doc>").Element("summary");
+                    if (summary is null) continue;
+                    var text = string.Join(" ", string.Concat(summary.DescendantNodes().Select(NodeText))
+                        .Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
+                    return text.Length == 0 ? null : text;
+                }
+                catch (System.Xml.XmlException)
+                {
+                    // Malformed doc XML is the compiler's warning to give (CS1570); the option just has no description.
+                    return null;
+                }
+            }
+            return null;
+        }
+
+        // Text of a doc node: plain text, and the names in <see cref="..."/> and <paramref name="..."/>.
+        static string NodeText(XNode node) => node switch
+        {
+            XText text => text.Value,
+            XElement { IsEmpty: true } e => (string?)e.Attribute("cref") is { } cref ? cref.Substring(cref.IndexOf(':') + 1)
+                : (string?)e.Attribute("name") ?? (string?)e.Attribute("langword") ?? "",
+            _ => "",
+        };
+    }
+}

@@ -1,0 +1,72 @@
+namespace VectorLm.Sampling;
+
+/// <summary>Element type of the engine's weight matrices (norm vectors stay f32).</summary>
+public enum EngineWeightType
+{
+    /// <summary>32-bit float: exact copy of f32 trainer weights.</summary>
+    F32,
+    /// <summary>16-bit IEEE half: half the memory and copy time, logits within about 5e-2 of f32.</summary>
+    F16,
+    /// <summary>bfloat16.</summary>
+    BF16,
+}
+
+/// <summary>When the engine compares its logits with the trainer model's (see <see cref="LlamaSamplingEngine.CheckParity"/>).</summary>
+public enum ParityCheckMode
+{
+    /// <summary>Never automatically.</summary>
+    Never,
+    /// <summary>Once, when the engine is built (the first sync of its weights).</summary>
+    FirstSync,
+    /// <summary>After every weight sync (slow; for debugging conversions).</summary>
+    EverySync,
+}
+
+/// <summary>How ranks share a distributed <see cref="ISamplingEngine.Generate"/>.</summary>
+public enum DistributedGenerateMode
+{
+    /// <summary>Each rank generates every WorldSize-th prompt, then results are all-gathered.</summary>
+    DataParallel,
+    /// <summary>Rank 0 generates everything and broadcasts the result.</summary>
+    MainRank,
+}
+
+/// <summary>Settings of a <see cref="LlamaSamplingEngine"/>. The defaults suit a CPU shared with the trainer.</summary>
+public sealed record EngineOptions
+{
+    /// <summary>Weight matrices' element type in the engine; f16 by default.</summary>
+    public EngineWeightType WeightType { get; init; } = EngineWeightType.F16;
+
+    /// <summary>Tokens per sequence (prompt plus generated); null: the model's max positions, at most 2048.</summary>
+    public int? ContextLength { get; init; }
+
+    /// <summary>Sequences decoded together (llama.cpp sequence slots); finished ones are refilled from the queue.</summary>
+    public int MaxSequences { get; init; } = 32;
+
+    /// <summary>Most tokens per llama_decode call (prompt chunks plus one token per generating sequence).</summary>
+    public int BatchTokens { get; init; } = 512;
+
+    /// <summary>
+    /// llama.cpp threads; null: half the cores divided by the ranks on the machine (at least 1), so the engine never
+    /// takes every core the trainer's torch threads use.
+    /// </summary>
+    public int? Threads { get; init; }
+
+    /// <summary>When the engine's logits are compared with the trainer model's.</summary>
+    public ParityCheckMode ParityCheck { get; init; } = ParityCheckMode.FirstSync;
+
+    /// <summary>Largest accepted max|logit diff| / max|logit| of the parity gate; null: 1e-3 for f32, 5e-2 for f16/bf16.</summary>
+    public float? ParityTolerance { get; init; }
+
+    /// <summary>How ranks split a distributed generate.</summary>
+    public DistributedGenerateMode Mode { get; init; } = DistributedGenerateMode.DataParallel;
+
+    /// <summary>Frees the KV cache after each generate and takes it back on the next one (saves memory between calls).</summary>
+    public bool ReleaseCacheAfterGenerate { get; init; }
+
+    /// <summary>llama.cpp flash attention; null: llama.cpp decides, except f32 engines keep exact attention (off).</summary>
+    public bool? FlashAttention { get; init; }
+
+    /// <summary>Prepends the tokenizer's BOS token to every prompt.</summary>
+    public bool AddBos { get; init; } = true;
+}

@@ -1,0 +1,71 @@
+using VectorLm.Models;
+using VectorLm.Tokenization;
+using static TorchSharp.torch;
+
+namespace VectorLm.Sampling;
+
+/// <summary>Creates the colocated llama.cpp sampler of a training job.</summary>
+public static class SamplerExtensions
+{
+    /// <summary>
+    /// A llama.cpp engine following <paramref name="model"/>: built in memory from its parameters, marked stale after
+    /// every optimizer step of <paramref name="trainer"/> and updated in place on the next generate. By default the
+    /// parity gate compares its logits with <paramref name="model"/>'s once, at creation.
+    /// </summary>
+    public static LlamaSamplingEngine CreateSampler(this TrainerContext trainer, LlamaModel model, Tokenizer tokenizer, EngineOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(trainer);
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (tokenizer.VocabSize != model.Config.VocabSize)
+            throw new ArgumentException($"The tokenizer has {tokenizer.VocabSize} tokens; the model's vocab_size is {model.Config.VocabSize}.", nameof(tokenizer));
+        return LlamaSamplingEngine.Create(trainer, Architecture(model.Config), () => Parameters(model), new TokenizerCodec(tokenizer),
+            ids =>
+            {
+                using var _ = no_grad();
+                return model.forward(ids);
+            }, options);
+    }
+
+    /// <summary>The engine's view of a Hugging Face Llama config.</summary>
+    public static LlamaArchitecture Architecture(LlamaConfig c) =>
+        new(c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim,
+            (float)c.RmsNormEps, (float)c.RopeTheta, c.MaxPositionEmbeddings, c.TieWordEmbeddings);
+
+    static IReadOnlyDictionary<string, Tensor> Parameters(LlamaModel model)
+    {
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, p) in model.named_parameters()) result[name] = p;
+        return result;
+    }
+}
+
+/// <summary>The shared <see cref="Tokenizer"/> as the engine's <see cref="ITokenCodec"/>.</summary>
+public sealed class TokenizerCodec(Tokenizer tokenizer) : ITokenCodec
+{
+    readonly int[] _types = tokenizer.Types.Select(t => (int)t).ToArray();
+
+    /// <inheritdoc />
+    public int[] Encode(string text) => tokenizer.Encode(text);
+
+    /// <inheritdoc />
+    public string Decode(IReadOnlyList<int> ids) => tokenizer.Decode(ids);
+
+    /// <inheritdoc />
+    public IReadOnlyList<string> Pieces => tokenizer.Pieces;
+
+    /// <inheritdoc />
+    public IReadOnlyList<float> Scores => tokenizer.Scores;
+
+    /// <inheritdoc />
+    public IReadOnlyList<int> TokenTypes => _types;
+
+    /// <inheritdoc />
+    public int BosId => tokenizer.BosId;
+
+    /// <inheritdoc />
+    public int EosId => tokenizer.EosId;
+
+    /// <inheritdoc />
+    public int UnkId => tokenizer.UnkId;
+}

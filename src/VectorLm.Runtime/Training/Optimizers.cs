@@ -1,0 +1,34 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace VectorLm.Training;
+
+/// <summary>Builds optimizers with the usual language-model parameter groups.</summary>
+public static class Optimizers
+{
+    /// <summary>
+    /// Whether weight decay applies to a parameter: matrices yes; one-dimensional parameters (norm weights, biases)
+    /// no, as in Hugging Face and nanoGPT.
+    /// </summary>
+    public static bool Decays(string name, Tensor parameter) =>
+        parameter.dim() >= 2 && !name.EndsWith(".bias", StringComparison.Ordinal) && !name.Contains("norm", StringComparison.Ordinal);
+
+    /// <summary>
+    /// AdamW with two groups: decayed matrices (group 0) and undecayed norms/biases/1-D parameters (group 1).
+    /// </summary>
+    public static AdamW AdamW(nn.Module module, double learningRate, double weightDecay = 0.1,
+        double beta1 = 0.9, double beta2 = 0.95, double eps = 1e-8)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        var named = module.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        var decay = named.Where(p => Decays(p.name, p.parameter)).Select(p => p.parameter).ToList();
+        var noDecay = named.Where(p => !Decays(p.name, p.parameter)).Select(p => p.parameter).ToList();
+        var groups = new List<AdamW.ParamGroup>
+        {
+            new(decay, learningRate, beta1, beta2, eps, weightDecay, false, false),
+            new(noDecay, learningRate, beta1, beta2, eps, 0.0, false, false),
+        };
+        return optim.AdamW(groups.Where(g => g.Parameters.Any()), learningRate, beta1, beta2, eps, weightDecay);
+    }
+}

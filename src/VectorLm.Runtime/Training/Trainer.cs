@@ -1,0 +1,227 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using TorchSharp.Modules;
+using VectorLm.Data;
+using VectorLm.Models;
+using static TorchSharp.torch;
+
+namespace VectorLm.Training;
+
+/// <summary>Settings of a <see cref="Trainer"/>.</summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Peak learning rate.</summary>
+    public double LearningRate { get; init; } = 3e-3;
+    /// <summary>Learning rate at the end of the cosine decay.</summary>
+    public double MinLearningRate { get; init; } = 3e-4;
+    /// <summary>Linear warm-up steps.</summary>
+    public int WarmupSteps { get; init; } = 10;
+    /// <summary>Steps of the whole run (end of the cosine).</summary>
+    public int TotalSteps { get; init; } = 1000;
+    /// <summary>AdamW weight decay of matrices (norms and 1-D parameters get none).</summary>
+    public double WeightDecay { get; init; } = 0.1;
+    /// <summary>AdamW beta1.</summary>
+    public double Beta1 { get; init; } = 0.9;
+    /// <summary>AdamW beta2.</summary>
+    public double Beta2 { get; init; } = 0.95;
+    /// <summary>AdamW epsilon.</summary>
+    public double Eps { get; init; } = 1e-8;
+    /// <summary>Clip the total gradient norm to this; 0 or less disables clipping.</summary>
+    public double GradClip { get; init; } = 1.0;
+    /// <summary>Checkpoints kept under a checkpoint folder; older ones are removed after a successful save.</summary>
+    public int KeepCheckpoints { get; init; } = 2;
+}
+
+/// <summary>
+/// A plain training loop for a <see cref="LlamaModel"/>: AdamW with decay/no-decay groups, warm-up + cosine schedule,
+/// gradient clipping, masked-label loss, atomic checkpoints and exact resume.
+/// </summary>
+/// <remarks>
+/// <para>One <see cref="Step()"/> = next batch, forward, loss, backward, clip, set the scheduled learning rate,
+/// optimizer step, zero gradients. Temporaries live in a dispose scope, so memory stays flat.</para>
+/// <para>Checkpoint layout under a root folder: <c>step-NNNNNNNN/</c> holding <c>config.json</c>,
+/// <c>model.safetensors</c>, <c>optimizer.bin</c> (TorchSharp optimizer state) and <c>trainer_state.json</c> (step,
+/// data position, shuffle seed, torch CPU RNG state), plus a <c>latest</c> file naming the newest. A checkpoint is
+/// written under <c>.tmp</c> and renamed when complete, then <c>latest</c> is replaced by rename, so a failure at any
+/// point leaves the previous checkpoint and pointer intact.</para>
+/// </remarks>
+public sealed class Trainer : IDisposable
+{
+    const string LatestFile = "latest", StateFile = "trainer_state.json", OptimizerFile = "optimizer.bin";
+
+    readonly List<Parameter> _parameters;
+
+    /// <summary>The model being trained.</summary>
+    public LlamaModel Model { get; }
+    /// <summary>Where batches come from.</summary>
+    public ShardedDataLoader Data { get; }
+    /// <summary>The optimizer (group 0 decayed, group 1 not).</summary>
+    public AdamW Optimizer { get; }
+    /// <summary>Learning rate per step.</summary>
+    public CosineSchedule Schedule { get; }
+    /// <summary>Settings.</summary>
+    public TrainerOptions Options { get; }
+    /// <summary>Steps taken so far (restored by <see cref="Resume"/>).</summary>
+    public int StepCount { get; private set; }
+
+    /// <summary>Test hook: called with the partial checkpoint folder after the model is written.</summary>
+    internal static Action<string>? AfterModelWritten;
+
+    public Trainer(LlamaModel model, ShardedDataLoader data, TrainerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        Model = model;
+        Data = data;
+        Options = options ?? new TrainerOptions();
+        Schedule = new CosineSchedule(Options.LearningRate, Options.WarmupSteps, Options.TotalSteps, Options.MinLearningRate);
+        Optimizer = Optimizers.AdamW(model, Options.LearningRate, Options.WeightDecay, Options.Beta1, Options.Beta2, Options.Eps);
+        _parameters = model.parameters().Where(p => p.requires_grad).ToList();
+        model.train();
+    }
+
+    /// <summary>Takes one step on the loader's next batch.</summary>
+    public StepMetrics Step()
+    {
+        using var batch = Data.Next();
+        return Step(batch);
+    }
+
+    /// <summary>Takes one step on <paramref name="batch"/>.</summary>
+    public StepMetrics Step(Batch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        long start = Stopwatch.GetTimestamp();
+        double lr = Schedule.LearningRate(StepCount);
+        foreach (var group in Optimizer.ParamGroups) group.LearningRate = lr;
+        double loss, norm;
+        using (var scope = NewDisposeScope())
+        {
+            var lossTensor = Model.Loss(batch.InputIds, batch.Labels);
+            lossTensor.backward();
+            norm = Options.GradClip > 0
+                ? nn.utils.clip_grad_norm_(_parameters, Options.GradClip)
+                : double.NaN;
+            Optimizer.step();
+            Optimizer.zero_grad();
+            loss = lossTensor.item<float>();
+        }
+        StepCount++;
+        return new StepMetrics(StepCount, loss, lr, norm, batch.TokenCount, Stopwatch.GetElapsedTime(start).TotalSeconds);
+    }
+
+    static string StepFolderName(int step) => $"step-{step:D8}";
+
+    /// <summary>
+    /// Writes a checkpoint of the current step under <paramref name="root"/> and returns its folder. Atomic: the
+    /// previous checkpoint and <c>latest</c> pointer survive any failure.
+    /// </summary>
+    /// <exception cref="IOException">The folder cannot be written; the message names it.</exception>
+    public string SaveCheckpoint(string root)
+    {
+        ArgumentNullException.ThrowIfNull(root);
+        string final = Path.Combine(root, StepFolderName(StepCount));
+        string tmp = final + ".tmp";
+        try
+        {
+            Directory.CreateDirectory(root);
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true); // left by an earlier crash
+            Directory.CreateDirectory(tmp);
+            Model.SaveTo(tmp);
+            AfterModelWritten?.Invoke(tmp);
+            Optimizer.save_state_dict(Path.Combine(tmp, OptimizerFile));
+            using (var rng = torch.random.get_rng_state())
+            {
+                var state = new JsonObject
+                {
+                    ["step"] = StepCount,
+                    ["epoch"] = Data.Position.Epoch,
+                    ["batch_in_epoch"] = Data.Position.BatchInEpoch,
+                    ["data_seed"] = Data.Seed,
+                    ["world_size"] = Data.WorldSize,
+                    ["rank"] = Data.Rank,
+                    ["batch_size"] = Data.BatchSize,
+                    ["torch_rng_state"] = Convert.ToBase64String(rng.bytes),
+                };
+                File.WriteAllText(Path.Combine(tmp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            }
+            if (Directory.Exists(final)) Directory.Delete(final, recursive: true); // re-saving the same step
+            Directory.Move(tmp, final);
+            string latest = Path.Combine(root, LatestFile);
+            File.WriteAllText(latest + ".tmp", StepFolderName(StepCount));
+            File.Move(latest + ".tmp", latest, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(tmp);
+            throw new IOException($"cannot write checkpoint for step {StepCount} under '{root}': {e.Message}", e);
+        }
+        catch
+        {
+            TryDelete(tmp);
+            throw;
+        }
+        PruneOld(root);
+        return final;
+    }
+
+    static void TryDelete(string dir)
+    {
+        try
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+
+    void PruneOld(string root)
+    {
+        if (Options.KeepCheckpoints <= 0) return;
+        var steps = Directory.GetDirectories(root, "step-*")
+            .Select(Path.GetFileName)
+            .Where(n => n is not null && !n.EndsWith(".tmp", StringComparison.Ordinal))
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        foreach (var old in steps.Take(Math.Max(0, steps.Count - Options.KeepCheckpoints))) TryDelete(Path.Combine(root, old!));
+    }
+
+    /// <summary>The newest complete checkpoint folder under <paramref name="root"/>, or null.</summary>
+    public static string? LatestCheckpoint(string root)
+    {
+        string latest = Path.Combine(root, LatestFile);
+        if (!File.Exists(latest)) return null;
+        string folder = Path.Combine(root, File.ReadAllText(latest).Trim());
+        return Directory.Exists(folder) ? folder
+            : throw new InvalidDataException($"{latest} names '{folder}', which does not exist");
+    }
+
+    /// <summary>
+    /// Restores model, optimizer, step, data position and RNG from the newest checkpoint under
+    /// <paramref name="root"/>; returns false (changing nothing) when there is none.
+    /// </summary>
+    public bool Resume(string root)
+    {
+        string? folder = LatestCheckpoint(root);
+        if (folder is null) return false;
+        var state = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, StateFile)))!.AsObject();
+        int worldSize = state["world_size"]!.GetValue<int>(), batchSize = state["batch_size"]!.GetValue<int>();
+        long seed = state["data_seed"]!.GetValue<long>();
+        if (worldSize != Data.WorldSize || batchSize != Data.BatchSize || seed != Data.Seed)
+            throw new InvalidDataException($"{folder}: saved with world size {worldSize}, batch size {batchSize}, data seed {seed}; this run has {Data.WorldSize}, {Data.BatchSize}, {Data.Seed}");
+        var config = LlamaConfig.Load(Path.Combine(folder, "config.json"));
+        if (config != Model.Config) throw new InvalidDataException($"{folder}: the checkpoint's config differs from the model's");
+        using (var weights = SafetensorsFolder.Open(folder)) Model.LoadWeights(weights);
+        Optimizer.load_state_dict(Path.Combine(folder, OptimizerFile));
+        StepCount = state["step"]!.GetValue<int>();
+        Data.Seek(new DataPosition(state["epoch"]!.GetValue<int>(), state["batch_in_epoch"]!.GetValue<int>()));
+        byte[] rng = Convert.FromBase64String(state["torch_rng_state"]!.GetValue<string>());
+        using var rngTensor = tensor(rng, ScalarType.Byte);
+        torch.random.set_rng_state(rngTensor);
+        return true;
+    }
+
+    /// <summary>Frees the optimizer state (the model stays usable).</summary>
+    public void Dispose() => Optimizer.Dispose();
+}

@@ -1,0 +1,11 @@
+using VectorLm;
+
+namespace Samples.Custom;
+
+[DistributedTrainer]
+public partial class CustomTrainer
+{
+    public void Train(TrainerContext ctx)
+    {
+    }
+}

@@ -1,0 +1,167 @@
+using System.Text.Json.Nodes;
+using VectorLm.Data;
+using VectorLm.Models;
+using VectorLm.Tokenization;
+using VectorLm.Training;
+using static TorchSharp.torch;
+
+namespace VectorLm.Runtime.Tests;
+
+public class TrainingTests
+{
+    static readonly Tokenizer Tok = Tokenizer.ByteLevel();
+
+    static PackedDataset Arithmetic(int count, int seqLen = 64) =>
+        PackedDataset.FromExamples(ArithmeticTask.Generate(count, seed: 1, maxOperand: 49), Tok, seqLen);
+
+    [Fact]
+    public void Loss_falls_on_the_arithmetic_task()
+    {
+        using var model = LlamaModel.Create(LlamaConfig.Tiny, seed: 0);
+        var data = new ShardedDataLoader(Arithmetic(3000), batchSize: 16, seed: 0);
+        using var trainer = new Trainer(model, data, new TrainerOptions { LearningRate = 1e-2, MinLearningRate = 1e-3, WarmupSteps = 10, TotalSteps = 120 });
+        var losses = Enumerable.Range(0, 120).Select(_ => trainer.Step().Loss).ToList();
+        double first = losses.Take(5).Average(), last = losses.TakeLast(10).Average();
+        Assert.True(last < 0.6 * first, $"loss went from {first:F3} to {last:F3}");
+        Assert.All(losses, l => Assert.True(double.IsFinite(l)));
+    }
+
+    static (LlamaModel, Trainer) NewRun(long modelSeed)
+    {
+        var model = LlamaModel.Create(LlamaConfig.Tiny with { MaxPositionEmbeddings = 32 }, seed: modelSeed);
+        var data = new ShardedDataLoader(Arithmetic(200, 32), batchSize: 4, seed: 5);
+        return (model, new Trainer(model, data, new TrainerOptions { WarmupSteps = 2, TotalSteps = 8 }));
+    }
+
+    [Fact]
+    public void Resume_gives_the_same_losses_as_an_uninterrupted_run()
+    {
+        using var dir = new TestSetup.TempDir();
+        manual_seed(123);
+        var (m1, t1) = NewRun(0);
+        var uninterrupted = Enumerable.Range(0, 8).Select(_ => t1.Step().Loss).ToList();
+        t1.Dispose(); m1.Dispose();
+
+        manual_seed(123);
+        var (m2, t2) = NewRun(0);
+        var resumed = Enumerable.Range(0, 3).Select(_ => t2.Step().Loss).ToList();
+        t2.SaveCheckpoint(dir.Path);
+        t2.Step(); t2.Step(); // progress that the resumed run must not see
+        t2.Dispose(); m2.Dispose();
+
+        manual_seed(999); // resume restores the RNG
+        var (m3, t3) = NewRun(77); // different initial weights: resume must overwrite them
+        Assert.True(t3.Resume(dir.Path));
+        Assert.Equal(3, t3.StepCount);
+        resumed.AddRange(Enumerable.Range(0, 5).Select(_ => t3.Step().Loss));
+        t3.Dispose(); m3.Dispose();
+
+        Assert.Equal(uninterrupted, resumed); // exact: one thread, same reduction order
+    }
+
+    [Fact]
+    public void Resume_without_a_checkpoint_changes_nothing()
+    {
+        using var dir = new TestSetup.TempDir();
+        var (m, t) = NewRun(0);
+        using (m) using (t)
+        {
+            Assert.False(t.Resume(dir.Path));
+            Assert.Equal(0, t.StepCount);
+        }
+    }
+
+    [Fact]
+    public void Failure_mid_save_keeps_the_previous_checkpoint()
+    {
+        using var dir = new TestSetup.TempDir();
+        var (m, t) = NewRun(0);
+        using (m) using (t)
+        {
+            t.Step();
+            string first = t.SaveCheckpoint(dir.Path);
+            t.Step();
+            Trainer.AfterModelWritten = _ => throw new IOException("disk full (simulated)");
+            try
+            {
+                var ex = Assert.Throws<IOException>(() => t.SaveCheckpoint(dir.Path));
+                Assert.Contains("disk full", ex.Message);
+            }
+            finally { Trainer.AfterModelWritten = null; }
+            Assert.Equal(first, Trainer.LatestCheckpoint(dir.Path));
+            Assert.True(File.Exists(Path.Combine(first, "model.safetensors")));
+            Assert.Empty(Directory.GetDirectories(dir.Path, "*.tmp"));
+            Assert.True(t.Resume(dir.Path));
+            Assert.Equal(1, t.StepCount);
+        }
+    }
+
+    [Fact]
+    public void Unwritable_checkpoint_folder_is_a_clear_error()
+    {
+        using var dir = new TestSetup.TempDir();
+        File.WriteAllText(dir["file"], "not a folder");
+        string root = Path.Combine(dir["file"], "checkpoints");
+        var (m, t) = NewRun(0);
+        using (m) using (t)
+        {
+            var ex = Assert.Throws<IOException>(() => t.SaveCheckpoint(root));
+            Assert.Contains(root, ex.Message);
+            Assert.Equal("not a folder", File.ReadAllText(dir["file"]));
+        }
+    }
+
+    [Fact]
+    public void Old_checkpoints_are_pruned_after_a_successful_save()
+    {
+        using var dir = new TestSetup.TempDir();
+        var (m, t) = NewRun(0);
+        using (m) using (t)
+        {
+            for (int i = 0; i < 3; i++) { t.Step(); t.SaveCheckpoint(dir.Path); }
+            Assert.Equal(["step-00000002", "step-00000003"], Directory.GetDirectories(dir.Path).Select(Path.GetFileName).Order());
+        }
+    }
+
+    [Fact]
+    public void Schedule_warms_up_linearly_then_decays_by_cosine()
+    {
+        var s = new CosineSchedule(1.0, 4, 14, 0.1);
+        Assert.Equal([0.25, 0.5, 0.75, 1.0], Enumerable.Range(0, 4).Select(s.LearningRate));
+        Assert.Equal(1.0, s.LearningRate(4), 12);
+        Assert.Equal(0.55, s.LearningRate(9), 12); // halfway: min + (peak - min) / 2
+        Assert.Equal(0.1, s.LearningRate(14), 12);
+        Assert.Equal(0.1, s.LearningRate(100), 12);
+    }
+
+    [Fact]
+    public void Norms_and_one_dimensional_parameters_get_no_weight_decay()
+    {
+        using var model = LlamaModel.Create(LlamaConfig.Tiny);
+        var decayed = model.named_parameters().Where(p => Optimizers.Decays(p.name, p.parameter)).Select(p => p.name).ToList();
+        Assert.Contains("model.layers.0.self_attn.q_proj.weight", decayed);
+        Assert.Contains("model.embed_tokens.weight", decayed);
+        Assert.DoesNotContain(decayed, n => n.Contains("norm"));
+        using var opt = Optimizers.AdamW(model, 1e-3, weightDecay: 0.1);
+        Assert.Equal(2, opt.ParamGroups.Count());
+    }
+
+    [Fact]
+    public void Metrics_are_written_as_jsonl()
+    {
+        using var dir = new TestSetup.TempDir();
+        var (m, t) = NewRun(0);
+        using (m) using (t)
+        using (var metrics = new MetricsWriter(dir["metrics.jsonl"]))
+            for (int i = 0; i < 3; i++) metrics.Write(t.Step());
+        var lines = File.ReadAllLines(dir["metrics.jsonl"]).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal([1, 2, 3], lines.Select(l => l["step"]!.GetValue<int>()));
+        Assert.All(lines, l =>
+        {
+            Assert.True(l["loss"]!.GetValue<double>() > 0);
+            Assert.True(l["lr"]!.GetValue<double>() > 0);
+            Assert.True(l["tokens_per_s"]!.GetValue<double>() > 0);
+            Assert.True(l["grad_norm"]!.GetValue<double>() > 0);
+        });
+    }
+}
