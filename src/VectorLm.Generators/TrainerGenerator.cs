@@ -22,11 +22,18 @@ public sealed partial class TrainerGenerator : IIncrementalGenerator
     /// <inheritdoc />
     public void Initialize(IncrementalGeneratorInitializationContext context)
     {
+        var cache = new ModelCache();
         var trainers = context.SyntaxProvider
             .ForAttributeWithMetadataName(
                 TrainerShapeRules.DistributedTrainerAttribute,
                 static (node, _) => node is ClassDeclarationSyntax,
-                static (ctx, ct) => Parser.Parse(ctx, ct))
+                (ctx, ct) =>
+                {
+                    if (cache.TryGet(ctx, out var cached)) return cached;
+                    var spec = Parser.Parse(ctx, ct);
+                    cache.Store(ctx, spec);
+                    return spec;
+                })
             .Where(static spec => spec is not null)
             .Select(static (spec, _) => spec!)
             .WithTrackingName(TrackingNames.Trainers);

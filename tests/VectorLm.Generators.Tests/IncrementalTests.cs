@@ -67,6 +67,32 @@ public sealed class IncrementalTests
     }
 
     [Fact]
+    public void Declaration_edit_in_another_file_is_seen_by_the_trainer_model()
+    {
+        // The model cache skips re-binding trainers when other files change only inside member bodies. A declaration
+        // change elsewhere must still reach the model: EchoEngine stops implementing ISamplingEngine, so its Generate
+        // is no longer a collective and must not be intercepted.
+        var (compilation, driver) = FirstRun(out var first);
+        Assert.Contains(first.GeneratedTrees, t => t.ToString().Contains("CollectiveInterceptors.Generate(", StringComparison.Ordinal));
+        var old = compilation.SyntaxTrees.Single(t => t.FilePath == "EchoEngine.cs");
+        var text = old.GetText().ToString().Replace("sealed class EchoEngine : ISamplingEngine", "sealed class EchoEngine : IDisposable", StringComparison.Ordinal);
+        var second = driver.RunGenerators(compilation.ReplaceSyntaxTree(old, old.WithChangedText(Microsoft.CodeAnalysis.Text.SourceText.From(text)))).GetRunResult();
+        var interceptors = second.GeneratedTrees.Single(t => t.FilePath.EndsWith("Interceptors.g.cs", StringComparison.Ordinal)).ToString();
+        Assert.Contains("CollectiveInterceptors.OptimizerStep(", interceptors);
+        Assert.DoesNotContain("CollectiveInterceptors.Generate(", interceptors);
+    }
+
+    [Fact]
+    public void Body_edit_in_another_file_reuses_the_trainer_model()
+    {
+        var (compilation, driver) = FirstRun(out var first);
+        var old = compilation.SyntaxTrees.Single(t => t.FilePath == "EchoEngine.cs");
+        var text = old.GetText().ToString().Replace("WeightVersion++;", "WeightVersion += 1;", StringComparison.Ordinal);
+        var second = driver.RunGenerators(compilation.ReplaceSyntaxTree(old, old.WithChangedText(Microsoft.CodeAnalysis.Text.SourceText.From(text)))).GetRunResult();
+        AssertCached(first, second);
+    }
+
+    [Fact]
     public void Models_hold_no_symbols_syntax_locations_or_compilations()
     {
         FirstRun(out var result);

@@ -9,15 +9,16 @@ namespace VectorLm.Distributed;
 static class TensorMemory
 {
     /// <summary>
-    /// Address of the first element of a contiguous tensor (CPU or CUDA). <c>storage&lt;T&gt;()</c> must be asked
-    /// with the tensor's own element type (another type converts) and points at the storage's start, so the
-    /// tensor's storage offset is added.
+    /// Address of the first element of a contiguous tensor (CPU or CUDA): the storage's base address plus the
+    /// tensor's storage offset. The base comes from TorchSharp's own binding of <c>THSStorage_data_ptr</c>, which
+    /// works for every dtype; <c>storage&lt;T&gt;()</c> is the fallback, and it must be asked with the tensor's own
+    /// element type (another type converts the tensor, and Half/BFloat16 are not supported there).
     /// </summary>
     public static nint DataPointer(Tensor t)
     {
         if (!t.is_contiguous()) throw new ArgumentException("the tensor must be contiguous", nameof(t));
         if (t.numel() == 0) return 0;
-        nint basePtr = t.dtype switch
+        nint basePtr = s_storageDataPtr is { } native ? native(t.Handle) : t.dtype switch
         {
             ScalarType.Float32 => Base<float>(t),
             ScalarType.Float64 => Base<double>(t),
@@ -27,11 +28,19 @@ static class TensorMemory
             ScalarType.Int8 => Base<sbyte>(t),
             ScalarType.Byte => Base<byte>(t),
             ScalarType.Bool => Base<bool>(t),
-            ScalarType.Float16 => Base<Half>(t),
-            ScalarType.BFloat16 => Base<BFloat16>(t),
             _ => throw new NotSupportedException($"tensors of dtype {DTypeName(t.dtype)} are not supported by the collectives"),
         };
         return basePtr + (nint)(t.storage_offset() * t.element_size());
+    }
+
+    static readonly Func<nint, nint>? s_storageDataPtr = BindStorageDataPtr();
+
+    static Func<nint, nint>? BindStorageDataPtr()
+    {
+        var method = typeof(torch).Assembly.GetType("TorchSharp.PInvoke.NativeMethods")?.GetMethod(
+            "THSStorage_data_ptr", System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public,
+            [typeof(nint)]);
+        return method is null || method.ReturnType != typeof(nint) ? null : method.CreateDelegate<Func<nint, nint>>();
     }
 
     static nint Base<T>(Tensor t) where T : unmanaged

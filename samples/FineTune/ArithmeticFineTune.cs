@@ -1,0 +1,83 @@
+using TorchSharp;
+using VectorLm;
+using VectorLm.Data;
+using VectorLm.Models;
+using VectorLm.Sampling;
+using VectorLm.Tokenization;
+using VectorLm.Training;
+
+namespace VectorLm.Samples;
+
+/// <summary>
+/// Teaches a tiny Llama, made on the spot, to add two-digit numbers, and samples its answers with the colocated
+/// llama.cpp engine while it trains. The loop is written for one device; the generated code runs it on
+/// <c>--world-size N</c> ranks: gradients are averaged at <c>optimizer.step()</c>, and <c>Generate</c> syncs the
+/// engine's weights in place and returns the same completions on every rank.
+/// </summary>
+[DistributedTrainer]
+public partial class ArithmeticFineTune
+{
+    /// <summary>Optimizer steps.</summary>
+    [Option] public int Steps { get; init; } = 300;
+
+    /// <summary>Sample and score the held-out prompts every this many steps.</summary>
+    [Option] public int SampleEvery { get; init; } = 50;
+
+    /// <summary>Sequences per rank per step.</summary>
+    [Option] public int BatchSize { get; init; } = 16;
+
+    /// <summary>Peak learning rate of the warm-up + cosine schedule.</summary>
+    [Option] public double LearningRate { get; init; } = 3e-3;
+
+    /// <summary>Held-out prompts scored at each sampling point.</summary>
+    [Option] public int EvalPrompts { get; init; } = 64;
+
+    /// <summary>Where to write metrics as JSON lines (rank 0); empty for none.</summary>
+    [Option] public string MetricsFile { get; init; } = "";
+
+    public void Train(TrainerContext ctx)
+    {
+        var tokenizer = Tokenizer.ByteLevel();
+        var dataset = PackedDataset.FromExamples(ArithmeticTask.Generate(20_000, seed: 1), tokenizer, sequenceLength: 16);
+        var loader = new ShardedDataLoader(dataset, BatchSize, seed: 1, ctx.Rank, ctx.WorldSize, device: ctx.Device);
+        var evalPrompts = ArithmeticTask.Generate(EvalPrompts, seed: 12345).Select(e => e.Prompt).ToList();
+
+        using var model = LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
+        using var sampler = ctx.CreateSampler(model, tokenizer);
+        var optimizer = Optimizers.AdamW(model, LearningRate);
+        var schedule = new CosineSchedule(LearningRate, WarmupSteps: Steps / 20, TotalSteps: Steps, MinLearningRate: LearningRate / 10);
+        using var metrics = ctx.IsMainRank && MetricsFile.Length > 0 ? new MetricsWriter(MetricsFile) : null;
+
+        var greedy = SamplingParams.Greedy(maxNewTokens: 4);
+        Report(ctx, 0, double.NaN, sampler.Generate(evalPrompts, greedy), evalPrompts);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int step = 1; step <= Steps; step++)
+        {
+            using var batch = loader.Next();
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = schedule.LearningRate(step);
+            optimizer.zero_grad();
+            using var loss = model.Loss(batch.InputIds, batch.Labels);
+            loss.backward();
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0);
+            optimizer.step();
+
+            // Every rank reports the mean loss over ranks, so the line is the same wherever it is printed.
+            double meanLoss = ctx.AllReduce(loss.detach().clone(), ReduceOp.Avg).item<float>();
+            metrics?.Write(new StepMetrics(step, meanLoss, schedule.LearningRate(step), double.NaN,
+                batch.TokenCount * ctx.WorldSize, clock.Elapsed.TotalSeconds));
+            clock.Restart();
+
+            if (step % SampleEvery == 0 || step == Steps)
+                Report(ctx, step, meanLoss, sampler.Generate(evalPrompts, greedy), evalPrompts);
+        }
+    }
+
+    static void Report(TrainerContext ctx, int step, double loss, IReadOnlyList<Completion> completions, IReadOnlyList<string> prompts)
+    {
+        int correct = completions.Count(c => ArithmeticTask.IsCorrect(prompts[c.PromptIndex], c.Samples[0].Text));
+        var first = completions[0].Samples[0];
+        if (ctx.IsMainRank)
+            Console.WriteLine($"step {step,4}  loss {loss,6:F3}  accuracy {correct,3}/{prompts.Count}  " +
+                $"e.g. {prompts[0]}{first.Text.Trim()}  (engine weights v{first.WeightVersion})");
+    }
+}

@@ -1,0 +1,380 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using Microsoft.CodeAnalysis.Diagnostics;
+using Microsoft.CodeAnalysis.FlowAnalysis;
+using Microsoft.CodeAnalysis.Operations;
+
+namespace VectorLm.Analyzers.Collectives;
+
+/// <summary>A collective reached at one operation: a direct call, or a call to code that performs collectives.</summary>
+/// <param name="Operation">The call.</param>
+/// <param name="Sequence">The collectives it performs, one token per line, or a single opaque token when it varies.</param>
+/// <param name="Display">What the diagnostic calls it, e.g. <c>Barrier</c> or <c>Sync (calls Barrier)</c>.</param>
+internal sealed class CollectiveSite
+{
+    public CollectiveSite(IOperation operation, string sequence, string display)
+    {
+        Operation = operation;
+        Sequence = sequence;
+        Display = display;
+    }
+
+    public IOperation Operation { get; }
+
+    public string Sequence { get; }
+
+    public string Display { get; }
+}
+
+/// <summary>What calling a method does, collective-wise.</summary>
+/// <param name="Sequence">Its collectives in order, one per line ("" for none); null when paths disagree.</param>
+/// <param name="Display">The first collective it performs, for messages.</param>
+internal sealed class CollectiveSummary
+{
+    public static readonly CollectiveSummary None = new(false, "", "");
+
+    public CollectiveSummary(bool hasCollectives, string? sequence, string display)
+    {
+        HasCollectives = hasCollectives;
+        Sequence = sequence;
+        Display = display;
+    }
+
+    public bool HasCollectives { get; }
+
+    public string? Sequence { get; }
+
+    public string Display { get; }
+}
+
+/// <summary>
+/// Per-compilation state: member bodies and their graphs, what each method does collective-wise, and the per-type
+/// taint analyses. Everything is computed on demand and cached; a recursive request for a summary being computed on the
+/// same thread gets a provisional answer, which handles recursion.
+/// </summary>
+internal sealed class CollectiveModel
+{
+    readonly ConcurrentDictionary<ISymbol, BodyUnit?> _units = new(SymbolEqualityComparer.Default);
+    readonly ConcurrentDictionary<IMethodSymbol, FlowGraph> _nestedGraphs = new(SymbolEqualityComparer.Default);
+    readonly ConcurrentDictionary<IMethodSymbol, CollectiveSummary> _summaries = new(SymbolEqualityComparer.Default);
+    readonly ConcurrentDictionary<FlowGraph, List<CollectiveSite>[]> _sites = new();
+    readonly ConcurrentDictionary<INamedTypeSymbol, TypeAnalysis> _types = new(SymbolEqualityComparer.Default);
+    readonly ConcurrentDictionary<ISymbol, bool> _autoProperties = new(SymbolEqualityComparer.Default);
+    readonly ConcurrentDictionary<SyntaxTree, bool> _generated = new();
+    readonly ThreadLocal<HashSet<IMethodSymbol>> _summariesInProgress = new(() => new HashSet<IMethodSymbol>(SymbolEqualityComparer.Default));
+    readonly ThreadLocal<int> _cycleHits = new(() => 0);
+    readonly ThreadLocal<Dictionary<INamedTypeSymbol, TypeAnalysis>> _typesInProgress = new(() => new Dictionary<INamedTypeSymbol, TypeAnalysis>(SymbolEqualityComparer.Default));
+
+    public CollectiveModel(Compilation compilation, AnalyzerOptions options)
+    {
+        Compilation = compilation;
+        Options = options;
+    }
+
+    public Compilation Compilation { get; }
+
+    public AnalyzerOptions Options { get; }
+
+    public KnownSymbols Known { get; } = new();
+
+    /// <summary>Rank taint of fields and auto-properties written from outside their own type's analysis.</summary>
+    public ConcurrentDictionary<ISymbol, ulong> ExternalFieldTaint { get; } = new(SymbolEqualityComparer.Default);
+
+    /// <summary>The analysis of <paramref name="type"/>, computing it if needed; never null.</summary>
+    public TypeAnalysis GetTypeAnalysis(INamedTypeSymbol type, CancellationToken cancellationToken)
+    {
+        type = type.OriginalDefinition;
+        if (_types.TryGetValue(type, out var done)) return done;
+        var inProgress = _typesInProgress.Value!;
+        if (inProgress.TryGetValue(type, out var provisional)) return provisional;
+        var analysis = new TypeAnalysis(this, type);
+        inProgress.Add(type, analysis);
+        try
+        {
+            analysis.Run(cancellationToken);
+        }
+        finally
+        {
+            inProgress.Remove(type);
+        }
+        return _types.GetOrAdd(type, analysis);
+    }
+
+    /// <summary>The body of a source member (method, accessor, constructor), or null when it has none here.</summary>
+    public BodyUnit? GetUnit(ISymbol member, CancellationToken cancellationToken)
+    {
+        member = member.OriginalDefinition;
+        if (member is IMethodSymbol { PartialImplementationPart: { } implementation }) member = implementation;
+        if (_units.TryGetValue(member, out var unit)) return unit;
+        unit = BuildUnit(member, cancellationToken);
+        if (unit is not null)
+            foreach (var pair in unit.Functions) _nestedGraphs.TryAdd(pair.Key, pair.Value);
+        return _units.GetOrAdd(member, unit);
+    }
+
+    /// <summary>The graph of a method's own body, of a local function or of a lambda.</summary>
+    public FlowGraph? GetGraph(IMethodSymbol method, CancellationToken cancellationToken)
+    {
+        method = method.OriginalDefinition;
+        if (method.MethodKind is MethodKind.LocalFunction or MethodKind.AnonymousFunction)
+        {
+            if (_nestedGraphs.TryGetValue(method, out var nested)) return nested;
+            // Make sure the containing member was built; that registers its nested functions.
+            for (ISymbol? owner = method.ContainingSymbol; owner is not null; owner = owner.ContainingSymbol)
+                if (owner is IMethodSymbol { MethodKind: not (MethodKind.LocalFunction or MethodKind.AnonymousFunction) } or IFieldSymbol or IPropertySymbol)
+                {
+                    GetUnit(owner, cancellationToken);
+                    break;
+                }
+            return _nestedGraphs.TryGetValue(method, out nested) ? nested : null;
+        }
+        return GetUnit(method, cancellationToken)?.Root;
+    }
+
+    BodyUnit? BuildUnit(ISymbol member, CancellationToken cancellationToken)
+    {
+        if (member is IMethodSymbol { IsAbstract: true } or IMethodSymbol { IsExtern: true }) return null;
+        foreach (var reference in member.DeclaringSyntaxReferences)
+        {
+            var tree = reference.SyntaxTree;
+            if (IsGenerated(tree, cancellationToken)) continue;
+            var node = BodyNode(reference.GetSyntax(cancellationToken), member);
+            if (node is null) continue;
+            if (!Compilation.ContainsSyntaxTree(tree)) continue;
+#pragma warning disable RS1030 // Summaries need other members' bodies; under the compiler this model comes from its shared cache.
+            var model = Compilation.GetSemanticModel(tree);
+#pragma warning restore RS1030
+            ControlFlowGraph? cfg;
+            try
+            {
+                cfg = ControlFlowGraph.Create(node, model, cancellationToken);
+            }
+            catch (ArgumentException)
+            {
+                // Not a body Roslyn builds a graph for (e.g. a declaration without body in broken code).
+                continue;
+            }
+            if (cfg is null) continue;
+            return new BodyUnit(member, cfg, node, Known);
+        }
+        return null;
+    }
+
+    /// <summary>The syntax whose operation is the member's body, or null for a member without one.</summary>
+    static SyntaxNode? BodyNode(SyntaxNode declaration, ISymbol member) => declaration switch
+    {
+        BaseMethodDeclarationSyntax m when m.Body is not null || m.ExpressionBody is not null => m,
+        AccessorDeclarationSyntax a when a.Body is not null || a.ExpressionBody is not null => a,
+        ArrowExpressionClauseSyntax arrow => arrow,
+        CompilationUnitSyntax unit when member is IMethodSymbol => unit,
+        VariableDeclaratorSyntax { Initializer: { } initializer } => initializer,
+        PropertyDeclarationSyntax { Initializer: { } initializer } => initializer,
+        _ => null,
+    };
+
+    /// <summary>Generated code is not analysed (file name conventions, an auto-generated header, or editorconfig).</summary>
+    public bool IsGenerated(SyntaxTree tree, CancellationToken cancellationToken) =>
+        _generated.GetOrAdd(tree, t =>
+        {
+            var options = Options.AnalyzerConfigOptionsProvider.GetOptions(t);
+            if (options.TryGetValue("generated_code", out var flag))
+                return string.Equals(flag, "true", StringComparison.OrdinalIgnoreCase);
+            var name = System.IO.Path.GetFileName(t.FilePath ?? "");
+            if (name.EndsWith(".g.cs", StringComparison.OrdinalIgnoreCase)
+                || name.EndsWith(".g.i.cs", StringComparison.OrdinalIgnoreCase)
+                || name.EndsWith(".designer.cs", StringComparison.OrdinalIgnoreCase)
+                || name.EndsWith(".generated.cs", StringComparison.OrdinalIgnoreCase)
+                || name.StartsWith("TemporaryGeneratedFile_", StringComparison.OrdinalIgnoreCase))
+                return true;
+            foreach (var trivia in t.GetRoot(cancellationToken).GetLeadingTrivia())
+            {
+                if (!trivia.IsKind(SyntaxKind.SingleLineCommentTrivia) && !trivia.IsKind(SyntaxKind.MultiLineCommentTrivia))
+                    continue;
+                var text = trivia.ToString();
+                if (text.IndexOf("<auto-generated", StringComparison.OrdinalIgnoreCase) >= 0
+                    || text.IndexOf("<autogenerated", StringComparison.OrdinalIgnoreCase) >= 0)
+                    return true;
+            }
+            return false;
+        });
+
+    /// <summary>True for an auto-property (or one using the <c>field</c> keyword): reads and writes hit storage.</summary>
+    public bool IsAutoProperty(IPropertySymbol property) =>
+        _autoProperties.GetOrAdd(property.OriginalDefinition, p =>
+        {
+            foreach (var member in p.ContainingType.GetMembers())
+                if (member is IFieldSymbol { AssociatedSymbol: { } associated } && SymbolEqualityComparer.Default.Equals(associated, p))
+                    return true;
+            return false;
+        });
+
+    /// <summary>The collectives a call to <paramref name="method"/> performs (source methods and local functions).</summary>
+    /// <remarks>
+    /// A recursive request gets "none" (the enclosing computation counts the collectives); results computed while an
+    /// outer summary is still open and that saw such a provisional answer are not cached, so they are redone with the
+    /// final summaries.
+    /// </remarks>
+    public CollectiveSummary GetCollectiveSummary(IMethodSymbol method, CancellationToken cancellationToken)
+    {
+        method = method.OriginalDefinition;
+        if (method.ReducedFrom is { } reduced) method = reduced;
+        if (_summaries.TryGetValue(method, out var summary)) return summary;
+        var inProgress = _summariesInProgress.Value!;
+        if (inProgress.Contains(method))
+        {
+            _cycleHits.Value++;
+            return CollectiveSummary.None;
+        }
+        int hits = _cycleHits.Value;
+        inProgress.Add(method);
+        try
+        {
+            var graph = method.DeclaringSyntaxReferences.Length == 0 ? null : GetGraph(method, cancellationToken);
+            summary = graph is null ? CollectiveSummary.None : Summarise(graph, method, cancellationToken);
+        }
+        finally
+        {
+            inProgress.Remove(method);
+        }
+        if (_cycleHits.Value != hits && inProgress.Count > 0) return summary;
+        return _summaries.GetOrAdd(method, summary);
+    }
+
+    CollectiveSummary Summarise(FlowGraph graph, IMethodSymbol method, CancellationToken cancellationToken)
+    {
+        var sites = GetSites(graph, cancellationToken);
+        string? display = null;
+        foreach (var block in sites)
+            foreach (var site in block)
+            {
+                display ??= site.Display;
+            }
+        if (display is null) return CollectiveSummary.None;
+        var sequence = Sequences.Region(graph, sites, 0, -1, out _);
+        return new CollectiveSummary(true, sequence, $"{method.Name} (calls {Innermost(display)})");
+    }
+
+    static string Innermost(string display)
+    {
+        int open = display.LastIndexOf("(calls ", StringComparison.Ordinal);
+        return open < 0 ? display : display.Substring(open + 7, display.Length - open - 8);
+    }
+
+    /// <summary>The collective calls in each block of <paramref name="graph"/>, in execution order.</summary>
+    public List<CollectiveSite>[] GetSites(FlowGraph graph, CancellationToken cancellationToken)
+    {
+        if (_sites.TryGetValue(graph, out var sites)) return sites;
+        var inProgress = _summariesInProgress.Value!;
+        var function = graph.Function?.OriginalDefinition;
+        bool opened = function is not null && inProgress.Add(function);
+        int hits = _cycleHits.Value;
+        sites = new List<CollectiveSite>[graph.Count];
+        try
+        {
+            var owner = graph.Function?.ContainingType
+                ?? graph.Cfg.OriginalOperation.SemanticModel?.GetEnclosingSymbol(graph.Cfg.OriginalOperation.Syntax.SpanStart, cancellationToken)?.ContainingType;
+            bool inTrainer = Known.IsTrainer(owner);
+            for (int b = 0; b < graph.Count; b++)
+            {
+                var list = new List<CollectiveSite>();
+                foreach (var op in graph.Operations[b]) CollectSites(op, inTrainer, list, cancellationToken);
+                sites[b] = list;
+            }
+        }
+        finally
+        {
+            if (opened) inProgress.Remove(function!);
+        }
+        if (_cycleHits.Value != hits && inProgress.Count > 0) return sites;
+        return _sites.GetOrAdd(graph, sites);
+    }
+
+    void CollectSites(IOperation op, bool inTrainer, List<CollectiveSite> sites, CancellationToken cancellationToken)
+    {
+        // Post-order: arguments run before the call that receives them.
+        foreach (var child in op.ChildOperations)
+        {
+            if (child is IFlowAnonymousFunctionOperation or IAnonymousFunctionOperation or ILocalFunctionOperation) continue;
+            CollectSites(child, inTrainer, sites, cancellationToken);
+        }
+        var site = SiteOf(op, inTrainer, cancellationToken);
+        if (site is not null) sites.Add(site);
+    }
+
+    CollectiveSite? SiteOf(IOperation op, bool inTrainer, CancellationToken cancellationToken)
+    {
+        IMethodSymbol? target = op switch
+        {
+            IInvocationOperation i => i.TargetMethod,
+            IObjectCreationOperation c => c.Constructor,
+            IPropertyReferenceOperation p when p.Parent is not ISimpleAssignmentOperation a || a.Target != p => p.Property.GetMethod,
+            IPropertyReferenceOperation p => p.Property.SetMethod,
+            _ => null,
+        };
+        if (target is null) return null;
+        if (Known.IsCollective(target) || (inTrainer && Known.IsOptimizerStep(target)))
+            return new CollectiveSite(op, target.Name, target.Name);
+        if (op is IInvocationOperation invocation)
+        {
+            // A delegate call: the lambdas and local functions it may run, if this body created them.
+            if (target.MethodKind == MethodKind.DelegateInvoke)
+                return DelegateSite(invocation, cancellationToken);
+            var lambdaSite = CallbackSite(invocation, cancellationToken);
+            if (lambdaSite is not null && target.DeclaringSyntaxReferences.Length == 0) return lambdaSite;
+        }
+        if (target.DeclaringSyntaxReferences.Length == 0) return null;
+        var summary = GetCollectiveSummary(target, cancellationToken);
+        if (!summary.HasCollectives) return null;
+        return new CollectiveSite(op, summary.Sequence ?? "~" + target.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat), summary.Display);
+    }
+
+    /// <summary>A library call given a lambda or local function that performs collectives (e.g. <c>list.ForEach(x => ctx.Barrier())</c>).</summary>
+    CollectiveSite? CallbackSite(IInvocationOperation invocation, CancellationToken cancellationToken)
+    {
+        foreach (var argument in invocation.Arguments)
+        {
+            var function = FunctionOf(argument.Value);
+            if (function is null) continue;
+            var summary = GetCollectiveSummary(function, cancellationToken);
+            if (summary.HasCollectives)
+                return new CollectiveSite(invocation, "~" + invocation.TargetMethod.Name + "(" + summary.Display + ")",
+                    $"{invocation.TargetMethod.Name} (runs {Innermost(summary.Display)})");
+        }
+        return null;
+    }
+
+    CollectiveSite? DelegateSite(IInvocationOperation invocation, CancellationToken cancellationToken)
+    {
+        var function = FunctionOf(invocation.Instance);
+        if (function is null) return null;
+        var summary = GetCollectiveSummary(function, cancellationToken);
+        return summary.HasCollectives
+            ? new CollectiveSite(invocation, summary.Sequence ?? "~" + function.Name, summary.Display)
+            : null;
+    }
+
+    /// <summary>The lambda or local function a delegate-valued expression denotes, when it is written right there.</summary>
+    static IMethodSymbol? FunctionOf(IOperation? value)
+    {
+        while (value is IConversionOperation or IDelegateCreationOperation or IParenthesizedOperation)
+            value = value switch
+            {
+                IConversionOperation c => c.Operand,
+                IDelegateCreationOperation d => d.Target,
+                IParenthesizedOperation p => p.Operand,
+                _ => value,
+            };
+        return value switch
+        {
+            IFlowAnonymousFunctionOperation f => f.Symbol,
+            IAnonymousFunctionOperation a => a.Symbol,
+            IMethodReferenceOperation { Method: { } m } when m.DeclaringSyntaxReferences.Length > 0 => m,
+            _ => null,
+        };
+    }
+}

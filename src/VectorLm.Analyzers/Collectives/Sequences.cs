@@ -1,0 +1,99 @@
+using System.Collections.Generic;
+
+namespace VectorLm.Analyzers.Collectives;
+
+/// <summary>
+/// The sequence of collectives along the paths of a region of a <see cref="FlowGraph"/>, as in PARCOACH: a backward
+/// walk where each block's sequence is its own collectives followed by its successors' common sequence; where the
+/// successors disagree (or a loop repeats collectives) the result is "not a valid sequence", here null.
+/// </summary>
+internal static class Sequences
+{
+    const int MaxLength = 4096;
+
+    /// <summary>
+    /// The sequence from the start of <paramref name="start"/> to <paramref name="stop"/> (exclusive; -1 for the
+    /// function's exit), or null when paths disagree. <paramref name="nodes"/> gets the blocks in between.
+    /// </summary>
+    public static string? Region(FlowGraph graph, List<CollectiveSite>[] sites, int start, int stop, out HashSet<int> nodes)
+    {
+        nodes = new HashSet<int>();
+        if (start == stop) return "";
+        // Blocks reachable from start without passing stop, in post-order so successors come first.
+        var postOrder = new List<int>();
+        var stack = new Stack<(int Node, int Next)>();
+        nodes.Add(start);
+        stack.Push((start, 0));
+        while (stack.Count > 0)
+        {
+            var (node, next) = stack.Pop();
+            var successors = graph.Successors[node];
+            if (next < successors.Length)
+            {
+                stack.Push((node, next + 1));
+                int s = successors[next];
+                if (s != stop && nodes.Add(s)) stack.Push((s, 0));
+            }
+            else
+            {
+                postOrder.Add(node);
+            }
+        }
+
+        var value = new Dictionary<int, string?>();
+        var known = new HashSet<int>();
+        bool changed = true;
+        int rounds = 0;
+        while (changed && rounds++ < 64)
+        {
+            changed = false;
+            foreach (int node in postOrder)
+            {
+                bool any = false, invalid = false;
+                string? common = null;
+                foreach (int s in graph.Successors[node])
+                {
+                    string? succ;
+                    if (s == stop) succ = "";
+                    else if (!known.Contains(s)) continue;
+                    else succ = value[s];
+                    if (succ is null) { invalid = true; break; }
+                    if (!any) { common = succ; any = true; }
+                    else if (common != succ) { invalid = true; break; }
+                }
+                if (!any && !invalid && graph.Successors[node].Length > 0) continue; // nothing known below yet
+                string? result = invalid ? null : Concat(Own(sites[node]), common ?? "");
+                if (!known.Contains(node))
+                {
+                    known.Add(node);
+                    value[node] = result;
+                    changed = true;
+                }
+                else if (value[node] is { } old && old != result)
+                {
+                    // A block seen again with another sequence: its paths disagree (a loop with collectives).
+                    value[node] = null;
+                    changed = true;
+                }
+            }
+        }
+        return known.Contains(start) ? value[start] : "";
+    }
+
+    static string Own(List<CollectiveSite> sites)
+    {
+        if (sites.Count == 0) return "";
+        if (sites.Count == 1) return sites[0].Sequence;
+        var parts = new string[sites.Count];
+        for (int i = 0; i < parts.Length; i++) parts[i] = sites[i].Sequence;
+        return string.Join("\n", parts);
+    }
+
+    static string? Concat(string head, string tail)
+    {
+        if (head.Length == 0) return tail;
+        if (tail.Length == 0) return head;
+        if (head.Length + tail.Length > MaxLength) return null;
+        return head + "\n" + tail;
+    }
+}

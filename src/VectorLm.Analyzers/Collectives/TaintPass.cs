@@ -1,0 +1,535 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.FlowAnalysis;
+using Microsoft.CodeAnalysis.Operations;
+
+namespace VectorLm.Analyzers.Collectives;
+
+/// <summary>The taint facts of one graph at the fixed point, used to find rank-dependent branches.</summary>
+internal sealed class GraphTaint
+{
+    public GraphTaint(int blocks)
+    {
+        Condition = new ulong[blocks];
+        Control = new ulong[blocks];
+    }
+
+    /// <summary>Taint of each block's branch condition.</summary>
+    public ulong[] Condition { get; }
+
+    /// <summary>Taint each block inherits from the conditions it is control dependent on (implicit flow).</summary>
+    public ulong[] Control { get; set; }
+
+    /// <summary>Taint of call arguments, for arguments that carry any.</summary>
+    public Dictionary<IArgumentOperation, ulong> Arguments { get; } = new();
+}
+
+/// <summary>
+/// Forward taint dataflow over one <see cref="FlowGraph"/> to a fixed point: locals, parameters and flow captures are
+/// tracked per program point (so overwriting with a rank-uniform value kills the taint); fields and auto-properties
+/// start from their class-wide taint; values assigned in blocks that are control dependent on a tainted branch pick up
+/// that branch's taint.
+/// </summary>
+internal sealed class TaintPass
+{
+    readonly TypeAnalysis _analysis;
+    readonly UnitState _unit;
+    readonly FlowGraph _graph;
+    readonly KnownSymbols _known;
+    readonly CancellationToken _cancellationToken;
+    readonly Dictionary<object, int> _slots = new(new KeyComparer());
+    readonly TaintSummary? _summary;
+    ulong[] _state = Array.Empty<ulong>();
+    ulong _control;
+
+    public TaintPass(TypeAnalysis analysis, UnitState unit, FlowGraph graph, CancellationToken cancellationToken)
+    {
+        _analysis = analysis;
+        _unit = unit;
+        _graph = graph;
+        _known = analysis.Model.Known;
+        _cancellationToken = cancellationToken;
+        _summary = graph.Function is null ? null : analysis.SummaryFor(graph.Function);
+        Result = new GraphTaint(graph.Count);
+    }
+
+    public GraphTaint Result { get; }
+
+    public void Run()
+    {
+        // Slots for everything this graph reads or writes.
+        for (int b = 0; b < _graph.Count; b++)
+            foreach (var op in _graph.Operations[b])
+                foreach (var node in op.DescendantsAndSelf())
+                {
+                    var key = KeyOf(node);
+                    if (key is not null && !_slots.ContainsKey(key)) _slots.Add(key, _slots.Count);
+                    if (node is IVariableDeclaratorOperation declarator && !_slots.ContainsKey(declarator.Symbol))
+                        _slots.Add(declarator.Symbol, _slots.Count);
+                }
+        var initial = new ulong[_slots.Count];
+        foreach (var pair in _slots)
+        {
+            initial[pair.Value] = pair.Key switch
+            {
+                IParameterSymbol p when SymbolEqualityComparer.Default.Equals(p.ContainingSymbol, _graph.Function) => Taint.Parameter(p.Ordinal),
+                IFieldSymbol or IPropertySymbol => _analysis.FieldTaint((ISymbol)pair.Key, _cancellationToken),
+                _ => 0,
+            };
+        }
+
+        var outStates = new ulong[_graph.Count][];
+        for (int round = 0; round < 12; round++)
+        {
+            _cancellationToken.ThrowIfCancellationRequested();
+            for (int b = 0; b < _graph.Count; b++) outStates[b] = null!;
+            var work = new Queue<int>();
+            var queued = new bool[_graph.Count];
+            for (int b = 0; b < _graph.Count; b++) { work.Enqueue(b); queued[b] = true; }
+            int steps = 0;
+            while (work.Count > 0 && steps++ < 64 * _graph.Count + 64)
+            {
+                int b = work.Dequeue();
+                queued[b] = false;
+                var input = b == 0 ? (ulong[])initial.Clone() : Join(b, outStates, initial.Length);
+                var output = Transfer(b, input);
+                if (outStates[b] is { } old && Same(old, output)) continue;
+                outStates[b] = output;
+                foreach (int s in _graph.Successors[b])
+                    if (!queued[s]) { queued[s] = true; work.Enqueue(s); }
+                // Blocks without predecessors (catch and finally handlers) join everything.
+                foreach (int orphan in Orphans())
+                    if (!queued[orphan]) { queued[orphan] = true; work.Enqueue(orphan); }
+            }
+            var control = ComputeControl();
+            if (Same(control, Result.Control)) break;
+            Result.Control = control;
+        }
+    }
+
+    List<int>? _orphans;
+
+    List<int> Orphans()
+    {
+        if (_orphans is not null) return _orphans;
+        _orphans = new List<int>();
+        for (int b = 1; b < _graph.Count; b++)
+            if (_graph.Predecessors[b].Count == 0) _orphans.Add(b);
+        return _orphans;
+    }
+
+    ulong[] Join(int block, ulong[][] outStates, int size)
+    {
+        var result = new ulong[size];
+        var preds = _graph.Predecessors[block];
+        if (preds.Count == 0)
+        {
+            foreach (var state in outStates)
+                if (state is not null) Or(result, state);
+            return result;
+        }
+        foreach (int p in preds)
+            if (outStates[p] is { } state) Or(result, state);
+        return result;
+    }
+
+    static void Or(ulong[] into, ulong[] from)
+    {
+        for (int i = 0; i < into.Length; i++) into[i] |= from[i];
+    }
+
+    static bool Same(ulong[] a, ulong[] b)
+    {
+        if (a.Length != b.Length) return false;
+        for (int i = 0; i < a.Length; i++) if (a[i] != b[i]) return false;
+        return true;
+    }
+
+    ulong[] ComputeControl()
+    {
+        var control = new ulong[_graph.Count];
+        bool changed = true;
+        while (changed)
+        {
+            changed = false;
+            for (int b = 0; b < _graph.Count; b++)
+            {
+                ulong value = control[b];
+                foreach (int c in _graph.ControlDependences[b]) value |= Result.Condition[c] | control[c];
+                if (value != control[b]) { control[b] = value; changed = true; }
+            }
+        }
+        return control;
+    }
+
+    ulong[] Transfer(int b, ulong[] state)
+    {
+        _state = state;
+        _control = Result.Control[b];
+        var block = _graph.Block(b);
+        var ops = _graph.Operations[b];
+        for (int i = 0; i < ops.Count; i++)
+        {
+            var value = Eval(ops[i]);
+            if (block.BranchValue is not null && ReferenceEquals(ops[i], block.BranchValue))
+            {
+                if (block.ConditionKind != ControlFlowConditionKind.None) Result.Condition[b] |= value;
+                else if (block.FallThroughSuccessor?.Semantics == ControlFlowBranchSemantics.Return)
+                    _summary?.OrReturn(value | _control);
+            }
+        }
+        return state;
+    }
+
+    // ---- keys ----
+
+    object? KeyOf(IOperation op) => op switch
+    {
+        ILocalReferenceOperation l => l.Local,
+        IParameterReferenceOperation p => p.Parameter,
+        IFlowCaptureReferenceOperation c => c.Id,
+        IFlowCaptureOperation c => c.Id,
+        IFieldReferenceOperation f when IsOwnInstance(f.Instance) && !f.Field.IsConst => f.Field.OriginalDefinition,
+        IPropertyReferenceOperation p when IsOwnInstance(p.Instance) && p.Arguments.Length == 0
+            && _analysis.Model.IsAutoProperty(p.Property) => p.Property.OriginalDefinition,
+        _ => null,
+    };
+
+    static bool IsOwnInstance(IOperation? instance) =>
+        instance is null || instance is IInstanceReferenceOperation { ReferenceKind: InstanceReferenceKind.ContainingTypeInstance };
+
+    ulong Read(object key)
+    {
+        if (key is ISymbol symbol && _unit.Captured.Contains(symbol)) return _unit.Get(symbol);
+        return _slots.TryGetValue(key, out int slot) ? _state[slot] : 0;
+    }
+
+    void Write(object key, ulong value)
+    {
+        if (key is ISymbol symbol)
+        {
+            if (_unit.Captured.Contains(symbol)) { _unit.Or(symbol, value); return; }
+            switch (symbol)
+            {
+                case IFieldSymbol or IPropertySymbol:
+                    _analysis.OrField(symbol, value & Taint.Rank);
+                    _summary?.OrFieldWrite(symbol, value & Taint.Params);
+                    break;
+                case IParameterSymbol { RefKind: RefKind.Ref or RefKind.Out } p when SymbolEqualityComparer.Default.Equals(p.ContainingSymbol, _graph.Function):
+                    _summary?.OrOut(p.Ordinal, value);
+                    break;
+            }
+        }
+        if (_slots.TryGetValue(key, out int slot)) _state[slot] = value;
+    }
+
+    // ---- evaluation ----
+
+    ulong Eval(IOperation? op)
+    {
+        if (op is null) return 0;
+        if (op.ConstantValue.HasValue) return 0;
+        switch (op)
+        {
+            case ILocalReferenceOperation or IParameterReferenceOperation or IFlowCaptureReferenceOperation:
+                return Read(KeyOf(op)!);
+            case IFlowCaptureOperation capture:
+            {
+                var value = Eval(capture.Value) | _control;
+                Write(capture.Id, value);
+                return value;
+            }
+            case ISimpleAssignmentOperation assignment:
+            {
+                var value = Eval(assignment.Value) | _control;
+                Assign(assignment.Target, value);
+                return value;
+            }
+            case ICompoundAssignmentOperation compound:
+            {
+                var value = Eval(compound.Target) | Eval(compound.Value) | _control;
+                Assign(compound.Target, value);
+                return value;
+            }
+            case ICoalesceAssignmentOperation coalesce:
+            {
+                var value = Eval(coalesce.Target) | Eval(coalesce.Value) | _control;
+                Assign(coalesce.Target, value);
+                return value;
+            }
+            case IIncrementOrDecrementOperation increment:
+            {
+                var value = Eval(increment.Target) | _control;
+                Assign(increment.Target, value);
+                return value;
+            }
+            case IDeconstructionAssignmentOperation deconstruction:
+                return Deconstruct(deconstruction.Target, deconstruction.Value);
+            case IVariableDeclarationGroupOperation group:
+                foreach (var declaration in group.Declarations)
+                    foreach (var declarator in declaration.Declarators)
+                    {
+                        var init = declarator.Initializer ?? declaration.Initializer;
+                        if (init is not null) Write(declarator.Symbol, Eval(init.Value) | _control);
+                    }
+                return 0;
+            case IFieldReferenceOperation field:
+                return EvalField(field);
+            case IPropertyReferenceOperation property:
+                return EvalProperty(property);
+            case IInvocationOperation invocation:
+                return EvalInvocation(invocation);
+            case IObjectCreationOperation creation:
+            {
+                ulong value = EvalArguments(creation.Arguments, out _);
+                if (creation.Initializer is not null) value |= Eval(creation.Initializer);
+                return value;
+            }
+            case IIsPatternOperation isPattern:
+            {
+                var value = Eval(isPattern.Value);
+                return value | Pattern(isPattern.Pattern, value);
+            }
+            case IFlowAnonymousFunctionOperation lambda:
+                return _analysis.SummaryFor(lambda.Symbol).Return & Taint.Rank;
+            case IReturnOperation { Kind: OperationKind.YieldReturn } yield:
+            {
+                var value = Eval(yield.ReturnedValue);
+                _summary?.OrReturn(value | _control);
+                return 0;
+            }
+            case IInstanceReferenceOperation or ITypeOfOperation or ISizeOfOperation or INameOfOperation or IDefaultValueOperation:
+                return 0;
+            default:
+            {
+                ulong value = 0;
+                foreach (var child in op.ChildOperations) value |= Eval(child);
+                return value;
+            }
+        }
+    }
+
+    ulong Pattern(IPatternOperation pattern, ulong input)
+    {
+        ulong value = 0;
+        switch (pattern)
+        {
+            case IDeclarationPatternOperation { DeclaredSymbol: { } declared }:
+                Write(declared, input | _control);
+                break;
+            case IRecursivePatternOperation recursive:
+                if (recursive.DeclaredSymbol is { } symbol) Write(symbol, input | _control);
+                foreach (var sub in recursive.PropertySubpatterns)
+                {
+                    var member = sub.Member switch
+                    {
+                        IPropertyReferenceOperation p => (ISymbol)p.Property,
+                        IFieldReferenceOperation f => f.Field,
+                        _ => null,
+                    };
+                    ulong memberTaint = member is not null && _known.IsRankDependent(member) ? Taint.Rank
+                        : member is not null && _known.IsRankUniform(member) ? 0 : input;
+                    value |= memberTaint | Pattern(sub.Pattern, memberTaint);
+                }
+                foreach (var sub in recursive.DeconstructionSubpatterns) value |= Pattern(sub, input);
+                break;
+            case IBinaryPatternOperation binary:
+                value |= Pattern(binary.LeftPattern, input) | Pattern(binary.RightPattern, input);
+                break;
+            case INegatedPatternOperation negated:
+                value |= Pattern(negated.Pattern, input);
+                break;
+            case IConstantPatternOperation constant:
+                value |= Eval(constant.Value);
+                break;
+            case IRelationalPatternOperation relational:
+                value |= Eval(relational.Value);
+                break;
+        }
+        return value;
+    }
+
+    ulong Deconstruct(IOperation target, IOperation value)
+    {
+        while (target is IDeclarationExpressionOperation declaration) target = declaration.Expression;
+        var source = value;
+        while (source is IConversionOperation conversion) source = conversion.Operand;
+        if (target is ITupleOperation targets)
+        {
+            if (source is ITupleOperation values && values.Elements.Length == targets.Elements.Length)
+            {
+                ulong all = 0;
+                for (int i = 0; i < targets.Elements.Length; i++)
+                    all |= Deconstruct(targets.Elements[i], values.Elements[i]);
+                return all;
+            }
+            var whole = Eval(value) | _control;
+            AssignAll(targets, whole);
+            return whole;
+        }
+        var single = Eval(value) | _control;
+        Assign(target, single);
+        return single;
+    }
+
+    void AssignAll(ITupleOperation targets, ulong value)
+    {
+        foreach (var element in targets.Elements)
+        {
+            var target = element;
+            while (target is IDeclarationExpressionOperation declaration) target = declaration.Expression;
+            if (target is ITupleOperation nested) AssignAll(nested, value);
+            else Assign(target, value);
+        }
+    }
+
+    void Assign(IOperation target, ulong value)
+    {
+        while (target is IDeclarationExpressionOperation declaration) target = declaration.Expression;
+        var key = KeyOf(target);
+        if (key is not null) { Write(key, value); return; }
+        switch (target)
+        {
+            case IFieldReferenceOperation field:
+                Eval(field.Instance);
+                _analysis.OrField(field.Field.OriginalDefinition, value & Taint.Rank);
+                break;
+            case IPropertyReferenceOperation property when _analysis.Model.IsAutoProperty(property.Property):
+                Eval(property.Instance);
+                _analysis.OrField(property.Property.OriginalDefinition, value & Taint.Rank);
+                break;
+            case IPropertyReferenceOperation { Property.SetMethod: { } setter } property:
+            {
+                Eval(property.Instance);
+                var summary = _analysis.TaintSummaryOf(setter, _cancellationToken);
+                if (summary is null) break;
+                // The setter's last parameter is the assigned value.
+                int valueOrdinal = setter.Parameters.Length - 1;
+                foreach (var write in summary.FieldWrites)
+                    if (Taint.HasParameter(write.Value, valueOrdinal)) _analysis.OrField(write.Key, value & Taint.Rank);
+                break;
+            }
+            case IArrayElementReferenceOperation element:
+            {
+                // A weak update: the array holds a tainted element from now on.
+                foreach (var index in element.Indices) Eval(index);
+                var arrayKey = KeyOf(element.ArrayReference);
+                if (arrayKey is not null) Write(arrayKey, Read(arrayKey) | value);
+                break;
+            }
+            case ITupleOperation tuple:
+                AssignAll(tuple, value);
+                break;
+            default:
+                Eval(target);
+                break;
+        }
+    }
+
+    ulong EvalField(IFieldReferenceOperation field)
+    {
+        var symbol = field.Field;
+        if (symbol.IsConst || _known.IsRankUniform(symbol)) { Eval(field.Instance); return 0; }
+        if (_known.IsRankDependent(symbol)) { Eval(field.Instance); return Taint.Rank; }
+        var key = KeyOf(field);
+        if (key is not null) return Read(key);
+        return Eval(field.Instance) | _analysis.FieldTaint(symbol.OriginalDefinition, _cancellationToken);
+    }
+
+    ulong EvalProperty(IPropertyReferenceOperation property)
+    {
+        var symbol = property.Property;
+        ulong receiver = Eval(property.Instance);
+        ulong args = EvalArguments(property.Arguments, out var argumentTaints);
+        if (_known.IsRankDependent(symbol)) return Taint.Rank;
+        if (_known.IsRankUniform(symbol)) return 0;
+        var key = KeyOf(property);
+        if (key is not null) return Read(key);
+        if (_analysis.Model.IsAutoProperty(symbol))
+            return receiver | _analysis.FieldTaint(symbol.OriginalDefinition, _cancellationToken);
+        if (symbol.GetMethod is { } getter && _analysis.TaintSummaryOf(getter, _cancellationToken) is { } summary)
+            return receiver | Map(summary.Return, property.Arguments, argumentTaints);
+        return receiver | args;
+    }
+
+    ulong EvalArguments(System.Collections.Immutable.ImmutableArray<IArgumentOperation> arguments, out ulong[] taints)
+    {
+        taints = new ulong[arguments.Length];
+        ulong all = 0;
+        for (int i = 0; i < arguments.Length; i++)
+        {
+            var argument = arguments[i];
+            if (argument.Parameter?.RefKind == RefKind.Out) continue;
+            var value = Eval(argument.Value);
+            taints[i] = value;
+            all |= value;
+            if (value != 0) Result.Arguments[argument] = value;
+        }
+        return all;
+    }
+
+    static ulong Map(ulong summary, System.Collections.Immutable.ImmutableArray<IArgumentOperation> arguments, ulong[] taints)
+    {
+        ulong value = summary & Taint.Rank;
+        if ((summary & Taint.Params) == 0) return value;
+        for (int i = 0; i < arguments.Length; i++)
+            if (arguments[i].Parameter is { } parameter && Taint.HasParameter(summary, parameter.Ordinal)) value |= taints[i];
+        return value;
+    }
+
+    ulong EvalInvocation(IInvocationOperation invocation)
+    {
+        var method = invocation.TargetMethod;
+        ulong receiver = Eval(invocation.Instance);
+        ulong args = EvalArguments(invocation.Arguments, out var taints);
+        if (KnownSymbols.IsRankVariableRead(invocation) || _known.IsRankDependent(method)) return Taint.Rank;
+        if (_known.IsRankUniform(method)) return 0;
+
+        var summary = _analysis.TaintSummaryOf(method, _cancellationToken);
+        if (summary is not null)
+        {
+            foreach (var argument in invocation.Arguments)
+                if (argument.Parameter is { RefKind: RefKind.Ref or RefKind.Out } parameter
+                    && summary.Outs.TryGetValue(parameter.Ordinal, out var outTaint))
+                    Assign(argument.Value, Map(outTaint, invocation.Arguments, taints) | _control);
+            foreach (var write in summary.FieldWrites)
+                if ((Map(write.Value, invocation.Arguments, taints) & Taint.Rank) != 0)
+                    _analysis.OrField(write.Key, Taint.Rank);
+            return Map(summary.Return, invocation.Arguments, taints) | (method.IsStatic ? 0 : receiver & Taint.Rank & ReceiverMatters(method));
+        }
+
+        // A library method: its results depend on everything it is given.
+        ulong all = receiver | args;
+        foreach (var argument in invocation.Arguments)
+            if (argument.Parameter?.RefKind is RefKind.Ref or RefKind.Out) Assign(argument.Value, all | _control);
+        // Filling a collection with rank-dependent values (or only on some ranks) makes the collection rank-dependent.
+        if (invocation.Instance is { } instance && KeyOf(instance) is { } key && IsCollection(instance.Type))
+        {
+            ulong added = args | _control;
+            if (added != 0) Write(key, Read(key) | added);
+        }
+        return all;
+    }
+
+    /// <summary>Whether a source method's result can depend on its receiver's state (instance methods of other types).</summary>
+    static ulong ReceiverMatters(IMethodSymbol method) => method.MethodKind is MethodKind.LocalFunction or MethodKind.AnonymousFunction ? 0 : ulong.MaxValue;
+
+    static bool IsCollection(ITypeSymbol? type)
+    {
+        if (type is null || type.SpecialType == SpecialType.System_String) return false;
+        foreach (var itf in type.AllInterfaces)
+            if (itf.SpecialType == SpecialType.System_Collections_IEnumerable) return true;
+        return false;
+    }
+
+    /// <summary>Symbols by symbol equality, flow captures by id.</summary>
+    sealed class KeyComparer : IEqualityComparer<object>
+    {
+        public new bool Equals(object? x, object? y) =>
+            x is ISymbol a && y is ISymbol b ? SymbolEqualityComparer.Default.Equals(a, b) : object.Equals(x, y);
+
+        public int GetHashCode(object obj) => obj is ISymbol s ? SymbolEqualityComparer.Default.GetHashCode(s) : obj.GetHashCode();
+    }
+}

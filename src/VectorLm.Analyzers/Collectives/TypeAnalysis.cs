@@ -1,0 +1,159 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+
+namespace VectorLm.Analyzers.Collectives;
+
+/// <summary>Flow-insensitive taint of the locals that nested functions of one body capture.</summary>
+internal sealed class UnitState
+{
+    readonly Dictionary<ISymbol, ulong> _values = new(SymbolEqualityComparer.Default);
+
+    public UnitState(BodyUnit unit) => Unit = unit;
+
+    public BodyUnit Unit { get; }
+
+    public HashSet<ISymbol> Captured => Unit.Captured;
+
+    public int Version { get; private set; }
+
+    public ulong Get(ISymbol symbol) => _values.TryGetValue(symbol, out var v) ? v : 0;
+
+    public void Or(ISymbol symbol, ulong value)
+    {
+        var old = Get(symbol);
+        if ((old | value) != old) { _values[symbol] = old | value; Version++; }
+    }
+}
+
+/// <summary>
+/// Taint analysis of every body of one type together, iterated to a fixed point, since fields are shared class-wide
+/// and methods of the type call each other; then the deadlock checks over each body. Other types are analysed on
+/// demand through <see cref="CollectiveModel.GetTypeAnalysis"/>.
+/// </summary>
+internal sealed class TypeAnalysis
+{
+    readonly Dictionary<ISymbol, ulong> _fields = new(SymbolEqualityComparer.Default);
+    readonly Dictionary<IMethodSymbol, TaintSummary> _summaries = new(SymbolEqualityComparer.Default);
+    readonly Dictionary<FlowGraph, GraphTaint> _taints = new();
+    readonly List<UnitState> _units = new();
+    int _fieldVersion;
+
+    public TypeAnalysis(CollectiveModel model, INamedTypeSymbol type)
+    {
+        Model = model;
+        Type = type;
+    }
+
+    public CollectiveModel Model { get; }
+
+    public INamedTypeSymbol Type { get; }
+
+    public List<Diagnostic> Diagnostics { get; } = new();
+
+    public void Run(CancellationToken cancellationToken)
+    {
+        foreach (var member in Type.GetMembers())
+        {
+            if (member.DeclaringSyntaxReferences.Length == 0) continue;
+            if (member is not (IMethodSymbol or IFieldSymbol or IPropertySymbol)) continue;
+            var unit = Model.GetUnit(member, cancellationToken);
+            if (unit is not null) _units.Add(new UnitState(unit));
+        }
+        if (_units.Count == 0) return;
+
+        for (int round = 0; round < 10; round++)
+        {
+            int before = Version();
+            foreach (var unit in _units)
+                for (int g = unit.Unit.Graphs.Count - 1; g >= 0; g--)
+                {
+                    var graph = unit.Unit.Graphs[g];
+                    var pass = new TaintPass(this, unit, graph, cancellationToken);
+                    pass.Run();
+                    _taints[graph] = pass.Result;
+                }
+            if (Version() == before) break;
+        }
+
+        var detector = new DeadlockDetector(this, cancellationToken);
+        for (int round = 0; round < 4; round++)
+        {
+            int before = Version();
+            Diagnostics.Clear();
+            foreach (var unit in _units)
+                foreach (var graph in unit.Unit.Graphs)
+                    if (_taints.TryGetValue(graph, out var taint))
+                        Diagnostics.AddRange(detector.Check(graph, taint));
+            if (Version() == before) break;
+        }
+    }
+
+    int Version()
+    {
+        int version = _fieldVersion;
+        foreach (var summary in _summaries.Values) version += summary.Version;
+        foreach (var unit in _units) version += unit.Version;
+        return version;
+    }
+
+    /// <summary>The summary this analysis builds for one of its own functions (created empty on first use).</summary>
+    public TaintSummary SummaryFor(IMethodSymbol function)
+    {
+        function = function.OriginalDefinition;
+        if (!_summaries.TryGetValue(function, out var summary))
+        {
+            summary = new TaintSummary();
+            _summaries.Add(function, summary);
+        }
+        return summary;
+    }
+
+    /// <summary>What a call to <paramref name="method"/> does with taint, or null for code without a body here.</summary>
+    public TaintSummary? TaintSummaryOf(IMethodSymbol method, CancellationToken cancellationToken)
+    {
+        method = method.OriginalDefinition;
+        if (method.ReducedFrom is { } reduced) method = reduced;
+        if (method.MethodKind is MethodKind.LocalFunction or MethodKind.AnonymousFunction) return SummaryFor(method);
+        if (method.DeclaringSyntaxReferences.Length == 0 || method.IsAbstract || method.IsExtern) return null;
+        if (method.ContainingType is not { } type) return null;
+        if (SymbolEqualityComparer.Default.Equals(type.OriginalDefinition, Type))
+            return Model.GetUnit(method, cancellationToken) is null ? null : SummaryFor(method);
+        var other = Model.GetTypeAnalysis(type, cancellationToken);
+        return other.Model.GetUnit(method, cancellationToken) is null ? null : other.SummaryFor(method);
+    }
+
+    /// <summary>Class-wide rank taint of a field or auto-property, of this type or another.</summary>
+    public ulong FieldTaint(ISymbol field, CancellationToken cancellationToken)
+    {
+        field = field.OriginalDefinition;
+        ulong external = Model.ExternalFieldTaint.TryGetValue(field, out var e) ? e : 0;
+        if (field.ContainingType is { } type && !SymbolEqualityComparer.Default.Equals(type.OriginalDefinition, Type))
+        {
+            if (field.DeclaringSyntaxReferences.Length == 0) return external;
+            return external | Model.GetTypeAnalysis(type, cancellationToken).OwnFieldTaint(field);
+        }
+        return external | OwnFieldTaint(field);
+    }
+
+    ulong OwnFieldTaint(ISymbol field) => _fields.TryGetValue(field, out var v) ? v : 0;
+
+    /// <summary>Records a (rank) taint written to a field or auto-property.</summary>
+    public void OrField(ISymbol field, ulong taint)
+    {
+        if (taint == 0) return;
+        field = field.OriginalDefinition;
+        if (field.ContainingType is { } type && !SymbolEqualityComparer.Default.Equals(type.OriginalDefinition, Type))
+        {
+            Model.ExternalFieldTaint.AddOrUpdate(field, taint, (_, old) => old | taint);
+            return;
+        }
+        var own = OwnFieldTaint(field);
+        if ((own | taint) != own) { _fields[field] = own | taint; _fieldVersion++; }
+    }
+
+    /// <summary>Summary of a function for call-site checks (parameters that control collectives).</summary>
+    public TaintSummary? ControlSummaryOf(IMethodSymbol method, CancellationToken cancellationToken) =>
+        TaintSummaryOf(method, cancellationToken);
+}

@@ -1,0 +1,91 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using VectorLm.Hosting;
+using static TorchSharp.torch;
+
+namespace VectorLm.Distributed.Tests;
+
+public class DataParallelTests
+{
+    const int Steps = 4, Batch = 8;
+
+    static Sequential Model()
+    {
+        manual_seed(1234);
+        return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3));
+    }
+
+    static (Tensor X, Tensor Y) Data(int step)
+    {
+        var g = new Generator((ulong)(100 + step));
+        return (randn(Batch, 6, generator: g), randn(Batch, 3, generator: g));
+    }
+
+    // One training run; `rankSlice` picks the rows this rank trains on; the step goes through the interceptor.
+    static Tensor[] Train(Func<Tensor, Tensor> rankSlice, bool moduleZeroGrad, Func<Sequential, optim.Optimizer> makeOptimizer)
+    {
+        var model = Model();
+        var opt = makeOptimizer(model);
+        for (int step = 0; step < Steps; step++)
+        {
+            var (x, y) = Data(step);
+            if (moduleZeroGrad) model.zero_grad(); // set_to_none: detaches views into the flat buffer
+            else opt.zero_grad();                   // in place: backward accumulates into the flat buffer
+            var loss = nn.functional.mse_loss(model.forward(rankSlice(x)), rankSlice(y));
+            loss.backward();
+            CollectiveInterceptors.OptimizerStep(opt, null);
+        }
+        return model.parameters().Select(p => p.detach().clone()).ToArray();
+    }
+
+    public static TheoryData<bool, string> Cases() => new()
+    {
+        { true, "sgd" }, { false, "sgd" }, { true, "adamw" }, { false, "adamw" },
+    };
+
+    static optim.Optimizer Make(string kind, Sequential m) => kind == "sgd"
+        ? optim.SGD(m.parameters(), 0.1, momentum: 0.9)
+        : optim.AdamW(m.parameters(), lr: 0.01);
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Two_ranks_with_half_batches_match_one_rank_with_the_full_batch(bool moduleZeroGrad, string optimizer)
+    {
+        var single = Train(t => t, moduleZeroGrad, m => Make(optimizer, m));
+
+        var perRank = new Tensor[2][];
+        var notified = new int[2];
+        LocalGroup.Run(2, ctx =>
+        {
+            using var scope = TrainerContextScope.Enter(ctx);
+            using var sub = ctx.OnWeightsChanged(() => notified[ctx.Rank]++);
+            perRank[ctx.Rank] = Train(t => t.narrow(0, ctx.Rank * Batch / 2, Batch / 2), moduleZeroGrad, m => Make(optimizer, m));
+        });
+
+        Assert.Equal([Steps, Steps], notified);
+        for (int i = 0; i < single.Length; i++)
+        {
+            Assert.True(perRank[0][i].allclose(single[i], rtol: 0, atol: 1e-5),
+                $"parameter {i}: max difference {(perRank[0][i] - single[i]).abs().max().item<float>()}");
+            Assert.Equal(perRank[0][i].bytes.ToArray(), perRank[1][i].bytes.ToArray()); // bit-identical across ranks
+        }
+    }
+
+    [Fact]
+    public void A_parameter_without_gradient_on_every_rank_keeps_a_null_gradient()
+    {
+        var grads = new Tensor?[2][];
+        LocalGroup.Run(2, ctx =>
+        {
+            using var scope = TrainerContextScope.Enter(ctx);
+            manual_seed(1);
+            var used = nn.Linear(2, 1);
+            var unused = nn.Linear(2, 1);
+            var opt = optim.SGD(used.parameters().Concat(unused.parameters()), 0.1);
+            used.forward(ones(1, 2)).sum().backward();
+            CollectiveInterceptors.OptimizerStep(opt, null);
+            grads[ctx.Rank] = [used.weight!.grad, unused.weight!.grad];
+        });
+        Assert.All(grads, g => { Assert.NotNull(g[0]); Assert.Null(g[1]); });
+    }
+}
