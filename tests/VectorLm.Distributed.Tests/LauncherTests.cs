@@ -98,11 +98,20 @@ public class LauncherTests
     }
 
     [Fact]
-    public void Killing_the_launcher_leaves_no_orphan_rank()
+    public void Ctrl_C_on_the_launcher_stops_every_rank()
     {
         using var p = Start("sleep", "2");
+        var ranks = WaitForRankPids(p, 2);
+        using (var kill = Process.Start("kill", ["-INT", p.Id.ToString()])) kill.WaitForExit();
+        Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)), "the launcher ignored Ctrl+C");
+        Assert.Equal(130, p.ExitCode);
+        AssertAllGone(ranks);
+    }
+
+    static int[] WaitForRankPids(Process p, int count)
+    {
         var pids = new List<int>();
-        var readAll = Task.Run(() =>
+        _ = Task.Run(() =>
         {
             string? line;
             while ((line = p.StandardOutput.ReadLine()) is not null)
@@ -111,11 +120,21 @@ public class LauncherTests
                 if (m.Success) lock (pids) pids.Add(int.Parse(m.Groups[1].Value));
             }
         });
+        _ = p.StandardError.ReadToEndAsync();
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (DateTime.UtcNow < deadline) { lock (pids) if (pids.Count == 2) break; Thread.Sleep(50); }
-        int[] ranks;
-        lock (pids) ranks = pids.ToArray();
-        Assert.Equal(2, ranks.Length);
+        while (DateTime.UtcNow < deadline) { lock (pids) if (pids.Count == count) break; Thread.Sleep(50); }
+        lock (pids)
+        {
+            Assert.Equal(count, pids.Count);
+            return pids.ToArray();
+        }
+    }
+
+    [Fact]
+    public void Killing_the_launcher_leaves_no_orphan_rank()
+    {
+        using var p = Start("sleep", "2");
+        var ranks = WaitForRankPids(p, 2);
         p.Kill(); // SIGKILL to the launcher alone: it cannot clean up, the ranks must notice by themselves
         p.WaitForExit();
         AssertAllGone(ranks);

@@ -73,7 +73,11 @@ public class DistributedGenerateTests
         foreach (var r in mainRank.Concat(dataParallel))
         {
             Assert.Equal(Tokens(single), Tokens(r));
-            Assert.Equal(single.SelectMany(c => c.Samples.SelectMany(s => s.LogProbs)), r.SelectMany(c => c.Samples.SelectMany(s => s.LogProbs)));
+            // Other batch compositions may round differently in the last bits; the chosen tokens may not differ.
+            var expected = single.SelectMany(c => c.Samples.SelectMany(s => s.LogProbs)).ToList();
+            var actual = r.SelectMany(c => c.Samples.SelectMany(s => s.LogProbs)).ToList();
+            Assert.Equal(expected.Count, actual.Count);
+            for (int i = 0; i < expected.Count; i++) Assert.Equal(expected[i], actual[i], 1e-4f);
         }
     }
 

@@ -25,7 +25,7 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     const byte ErrorDesync = 1, ErrorTimeout = 2, ErrorOther = 3;
 
     /// <summary>Bytes received per step before reducing them; big enough for few syscalls, small enough for the cache.</summary>
-    internal static int ChunkBytes { get; set; } = 1 << 20;
+    internal static int ChunkBytes { get; set; } = EnvInt("VECTORLM_TCP_CHUNK", 1 << 20);
 
     readonly Socket?[] _peers;
     readonly SendWorker _sender;
@@ -128,15 +128,23 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         return keys.Select(k => store.GetString(k)).ToArray();
     }
 
-    static void Configure(Socket s, TimeSpan collectiveTimeout)
+    /// <summary>Socket buffer sizes; 0 (the default) leaves them to the kernel's autotuning, which measured no worse here.</summary>
+    internal static int SocketBufferBytes { get; set; } = EnvInt("VECTORLM_TCP_SOCKET_BUFFER", 0);
+
+    static int EnvInt(string name, int fallback) =>
+        int.TryParse(Environment.GetEnvironmentVariable(name), CultureInfo.InvariantCulture, out int v) ? v : fallback;
+
+    internal static void Configure(Socket s, TimeSpan collectiveTimeout)
     {
         s.NoDelay = true;
         // The data phase only starts once every rank is in the collective, so a stalled receive means a stuck peer.
         s.ReceiveTimeout = (int)Math.Min(int.MaxValue, (collectiveTimeout + TimeSpan.FromSeconds(30)).TotalMilliseconds);
         s.SendTimeout = s.ReceiveTimeout;
-        // Big buffers let a whole chunk sit in the kernel while the receiver reduces the previous one.
-        s.SendBufferSize = 4 << 20;
-        s.ReceiveBufferSize = 4 << 20;
+        if (SocketBufferBytes > 0)
+        {
+            s.SendBufferSize = SocketBufferBytes;
+            s.ReceiveBufferSize = SocketBufferBytes;
+        }
     }
 
     string PeerName(int r) => $"rank {r}";

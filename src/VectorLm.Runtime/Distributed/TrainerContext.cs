@@ -103,6 +103,9 @@ public sealed class TrainerContext : IDisposable
     /// <summary>The device this rank trains on (CUDA:LocalRank, or CPU).</summary>
     public Device Device { get; }
 
+    /// <summary>The process group behind the collectives; null for a single process.</summary>
+    internal ProcessGroup? Group => _group;
+
     /// <summary>The backend of the process group: "tcp", "nccl", or "none" for a single process.</summary>
     [RankUniform] public string Backend => _group?.Backend ?? "none";
 

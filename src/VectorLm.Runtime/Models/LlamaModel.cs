@@ -224,7 +224,6 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
     readonly ModuleList<LlamaDecoderLayer> layers;
     readonly RmsNorm norm;
     readonly LlamaConfig _config;
-    readonly Tensor rope_cos, rope_sin;
 
     public LlamaBackbone(LlamaConfig config) : base("LlamaModel")
     {
@@ -240,14 +239,12 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
             using var positions = arange(0, config.MaxPositionEmbeddings, dtype: ScalarType.Float64);
             using var freqs = outer(positions, invFreq);
             using var emb = cat([freqs, freqs], -1);
-            rope_cos = emb.cos().to(ScalarType.Float32);
-            rope_sin = emb.sin().to(ScalarType.Float32);
+            register_buffer("rope_cos", emb.cos().to(ScalarType.Float32), persistent: false);
+            register_buffer("rope_sin", emb.sin().to(ScalarType.Float32), persistent: false);
         }
         register_module("embed_tokens", embed_tokens);
         register_module("layers", layers);
         register_module("norm", norm);
-        register_buffer("rope_cos", rope_cos, persistent: false);
-        register_buffer("rope_sin", rope_sin, persistent: false);
     }
 
     public override Tensor forward(Tensor inputIds) => forward(inputIds, null);
@@ -266,8 +263,9 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
 
         var ids = inputIds.dtype == ScalarType.Int64 ? inputIds : inputIds.to(ScalarType.Int64);
         var h = embed_tokens.forward(ids);
-        var cos = rope_cos.narrow(0, past, seq).to(h.dtype);
-        var sin = rope_sin.narrow(0, past, seq).to(h.dtype);
+        // Read the buffers through the module: Module.to(device) replaces them there, not in fields.
+        var cos = get_buffer("rope_cos")!.narrow(0, past, seq).to(h.dtype);
+        var sin = get_buffer("rope_sin")!.narrow(0, past, seq).to(h.dtype);
         // Causal masking: SDPA's built-in flag is top-left aligned, which is right only without earlier positions.
         Tensor? mask = null;
         if (past > 0 && seq > 1)

@@ -64,6 +64,9 @@ public sealed record EngineOptions
     /// <summary>Frees the KV cache after each generate and takes it back on the next one (saves memory between calls).</summary>
     public bool ReleaseCacheAfterGenerate { get; init; }
 
+    /// <summary>llama.cpp flash attention; null: llama.cpp decides, except f32 engines keep exact attention (off).</summary>
+    public bool? FlashAttention { get; init; }
+
     /// <summary>Prepends the tokenizer's BOS token to every prompt.</summary>
     public bool AddBos { get; init; } = true;
 }

@@ -277,16 +277,21 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
         lock (_gate)
         {
             ThrowIfDisposed();
-            if (prompts.Count == 0) return Array.Empty<Completion>();
             int world = _trainer.WorldSize;
             if (world > 1)
             {
+                // Barrier first: the trainer is done with the device before the engine starts.
                 _trainer.Barrier(member, file, line);
                 var hashes = _trainer.AllGather(Fingerprint(prompts, p), member, file, line);
                 for (int r = 0; r < hashes.Count; r++)
                     if (hashes[r] != hashes[_trainer.Rank])
                         throw new InvalidOperationException($"Generate was called with different prompts or parameters on rank {r} " +
                             $"than on rank {_trainer.Rank} (fingerprints {hashes[r]} vs {hashes[_trainer.Rank]}); every rank must pass the same ones.");
+            }
+            if (prompts.Count == 0)
+            {
+                if (world > 1) _trainer.Barrier(member, file, line);
+                return Array.Empty<Completion>();
             }
             var tokenized = Tokenize(prompts);
             SyncLocked();
@@ -474,7 +479,9 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
         cp.NoPerf = 1;
         cp.Embeddings = 0;
         // An f16 KV cache alone costs about 1e-3 of the logit scale: f32 engines keep f32 keys/values.
+        // Flash attention computes in f16 on the CPU (about 1e-3 of the logit scale): off for f32 unless asked for.
         if (Options.WeightType == EngineWeightType.F32) { cp.TypeK = cp.TypeV = GgmlType.F32; cp.FlashAttentionType = 0; }
+        if (Options.FlashAttention is { } flash) cp.FlashAttentionType = flash ? 1 : 0;
         var raw = LlamaNative.InitFromModel(_model.Handle, cp);
         if (raw == IntPtr.Zero)
             throw new InvalidOperationException($"llama_init_from_model failed (context {cp.ContextSize} tokens, {cp.MaxSequences} sequences); see llama.cpp's log on stderr.");

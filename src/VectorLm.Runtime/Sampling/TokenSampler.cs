@@ -44,7 +44,7 @@ internal sealed class TokenSampler(int vocabSize)
         for (int i = 0; i < logits.Length; i++)
             if (logits[i] > max) { max = logits[i]; argmax = i; }
         double sum = 0;
-        for (int i = 0; i < logits.Length; i++) sum += Math.Exp(logits[i] - max);
+        for (int i = 0; i < logits.Length; i++) sum += MathF.Exp(logits[i] - max);
         double logSumExp = max + Math.Log(sum);
 
         int token = p.Temperature == 0 ? argmax : SampleFiltered(logits, max, p, ref rng);
