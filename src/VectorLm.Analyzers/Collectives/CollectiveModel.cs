@@ -105,6 +105,21 @@ internal sealed class CollectiveModel
         return _types.GetOrAdd(type, analysis);
     }
 
+    /// <summary>True when some body of <paramref name="type"/> performs a collective (otherwise there is nothing to report).</summary>
+    public bool HasCollectives(INamedTypeSymbol type, CancellationToken cancellationToken)
+    {
+        foreach (var member in type.GetMembers())
+        {
+            if (member.DeclaringSyntaxReferences.Length == 0 || member is not (IMethodSymbol or IFieldSymbol or IPropertySymbol)) continue;
+            var unit = GetUnit(member, cancellationToken);
+            if (unit is null) continue;
+            foreach (var graph in unit.Graphs)
+                foreach (var block in GetSites(graph, cancellationToken))
+                    if (block.Count > 0) return true;
+        }
+        return false;
+    }
+
     /// <summary>The body of a source member (method, accessor, constructor), or null when it has none here.</summary>
     public BodyUnit? GetUnit(ISymbol member, CancellationToken cancellationToken)
     {
