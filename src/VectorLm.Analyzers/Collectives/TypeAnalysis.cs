@@ -87,9 +87,13 @@ internal sealed class TypeAnalysis
             int before = Version();
             Diagnostics.Clear();
             foreach (var unit in _units)
+            {
+                // The body of a collective implements the protocol; its rank-dependent paths are by design.
+                if (unit.Unit.Member is IMethodSymbol member && Model.Known.IsCollective(member)) continue;
                 foreach (var graph in unit.Unit.Graphs)
                     if (_taints.TryGetValue(graph, out var taint))
                         Diagnostics.AddRange(detector.Check(graph, taint));
+            }
             if (Version() == before) break;
         }
     }
