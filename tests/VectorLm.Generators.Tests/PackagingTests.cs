@@ -73,21 +73,8 @@ public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
         var feed = Directory.CreateDirectory(Path.Combine(_dir, "feed")).FullName;
 
         // The projects are built (this test project references them); pack without building again.
-        // LLamaSharp.Backend.Cpu's props add its native libraries as Content items of the Runtime project, which pack
-        // would put into the package twice (NU5118/NU5100 as errors); consumers get them from that dependency anyway.
-        // Until VectorLm.Runtime.csproj marks them Pack="false" (asked of the lead), an extra targets file does it here.
-        var noContent = Path.Combine(_dir, "NoNativeContentInPack.targets");
-        File.WriteAllText(noContent, """
-            <Project>
-              <Target Name="VectorLmTestNoNativeContentInPack" BeforeTargets="_GetPackageFiles">
-                <ItemGroup>
-                  <Content Remove="@(Content)" Condition="$([System.String]::Copy('%(FullPath)').Contains('LLamaSharpRuntimes'))" />
-                </ItemGroup>
-              </Target>
-            </Project>
-            """);
         Dotnet(repo, "pack", "src/VectorLm.Runtime/VectorLm.Runtime.csproj", "-c", configuration, "--no-build", "-o", feed,
-            $"-p:PackageVersion={_version}", $"-p:CustomAfterMicrosoftCommonTargets={noContent}");
+            $"-p:PackageVersion={_version}");
         var package = Path.Combine(feed, $"VectorLm.{_version}.nupkg");
         using (var zip = ZipFile.OpenRead(package))
         {
@@ -119,9 +106,6 @@ public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
               </PropertyGroup>
               <ItemGroup>
                 <PackageReference Include="VectorLm" Version="{_version}" />
-                <!-- WORKAROUND until VectorLm.Runtime.csproj lets this dependency's build assets flow (PrivateAssets="none"):
-                     its props copy the llama.cpp libraries to the output, and the package's dependency excludes them. -->
-                <PackageReference Include="LLamaSharp.Backend.Cpu" Version="0.30.0" />
               </ItemGroup>
             </Project>
             """);
