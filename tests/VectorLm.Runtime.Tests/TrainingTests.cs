@@ -119,7 +119,9 @@ public class TrainingTests
         using (m) using (t)
         {
             for (int i = 0; i < 3; i++) { t.Step(); t.SaveCheckpoint(dir.Path); }
+            t.SaveCheckpoint(dir.Path); // the same step again replaces it
             Assert.Equal(["step-00000002", "step-00000003"], Directory.GetDirectories(dir.Path).Select(Path.GetFileName).Order());
+            Assert.Equal(Path.Combine(dir.Path, "step-00000003"), Trainer.LatestCheckpoint(dir.Path));
         }
     }
 
