@@ -155,8 +155,12 @@ public sealed class Trainer : IDisposable
                 };
                 File.WriteAllText(Path.Combine(tmp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             }
-            if (Directory.Exists(final)) Directory.Delete(final, recursive: true); // re-saving the same step
+            // Re-saving the same step: move the old copy aside first, so some complete copy always exists.
+            string replaced = final + ".old";
+            if (Directory.Exists(replaced)) Directory.Delete(replaced, recursive: true);
+            if (Directory.Exists(final)) Directory.Move(final, replaced);
             Directory.Move(tmp, final);
+            TryDelete(replaced);
             string latest = Path.Combine(root, LatestFile);
             File.WriteAllText(latest + ".tmp", StepFolderName(StepCount));
             File.Move(latest + ".tmp", latest, overwrite: true);
@@ -189,7 +193,7 @@ public sealed class Trainer : IDisposable
         if (Options.KeepCheckpoints <= 0) return;
         var steps = Directory.GetDirectories(root, "step-*")
             .Select(Path.GetFileName)
-            .Where(n => n is not null && !n.EndsWith(".tmp", StringComparison.Ordinal))
+            .Where(n => n is not null && !n.EndsWith(".tmp", StringComparison.Ordinal) && !n.EndsWith(".old", StringComparison.Ordinal))
             .Order(StringComparer.Ordinal)
             .ToList();
         foreach (var old in steps.Take(Math.Max(0, steps.Count - Options.KeepCheckpoints))) TryDelete(Path.Combine(root, old!));
