@@ -5,14 +5,19 @@ using static TorchSharp.torch;
 
 namespace VectorLm.Distributed.Tests;
 
+[Collection(TorchGlobalRng.Name)]
 public class DataParallelTests
 {
     const int Steps = 4, Batch = 8;
 
     static Sequential Model()
     {
-        manual_seed(1234);
-        return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3));
+        // Rank threads share torch's global generator: seed and draw under one lock.
+        lock (TorchGlobalRng.Lock)
+        {
+            manual_seed(1234);
+            return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3));
+        }
     }
 
     static (Tensor X, Tensor Y) Data(int step)
@@ -108,13 +113,34 @@ public class DataParallelTests
     }
 
     [Fact]
+    public void Ranks_initialised_differently_start_from_rank_0s_weights()
+    {
+        var finals = new Tensor[2][];
+        LocalGroup.Run(2, ctx =>
+        {
+            using var scope = TrainerContextScope.Enter(ctx);
+            Sequential model;
+            lock (TorchGlobalRng.Lock)
+            {
+                manual_seed(10 + ctx.Rank); // a different initialisation per rank
+                model = nn.Sequential(nn.Linear(4, 3));
+            }
+            var opt = optim.SGD(model.parameters(), 0.1);
+            model.forward(ones(2, 4)).sum().backward();
+            CollectiveInterceptors.OptimizerStep(opt, null);
+            finals[ctx.Rank] = model.parameters().Select(p => p.detach().clone()).ToArray();
+        });
+        for (int i = 0; i < finals[0].Length; i++)
+            Assert.Equal(finals[0][i].bytes.ToArray(), finals[1][i].bytes.ToArray());
+    }
+
+    [Fact]
     public void A_parameter_without_gradient_on_every_rank_keeps_a_null_gradient()
     {
         var grads = new Tensor?[2][];
         LocalGroup.Run(2, ctx =>
         {
             using var scope = TrainerContextScope.Enter(ctx);
-            manual_seed(1);
             var used = nn.Linear(2, 1);
             var unused = nn.Linear(2, 1);
             var opt = optim.SGD(used.parameters().Concat(unused.parameters()), 0.1);
@@ -124,4 +150,12 @@ public class DataParallelTests
         });
         Assert.All(grads, g => { Assert.NotNull(g[0]); Assert.Null(g[1]); });
     }
+}
+
+/// <summary>Tests that seed torch's process-wide generator run one at a time and draw under this lock.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TorchGlobalRng
+{
+    public const string Name = "torch global RNG";
+    public static readonly object Lock = new();
 }

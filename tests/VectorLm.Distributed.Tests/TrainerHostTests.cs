@@ -3,6 +3,7 @@ using VectorLm.Hosting;
 namespace VectorLm.Distributed.Tests;
 
 /// <summary>World size 1 runs in this process (this test process has no RANK variable).</summary>
+[Collection(TorchGlobalRng.Name)] // TrainerHost seeds torch
 public class TrainerHostTests
 {
     [Fact]

@@ -16,6 +16,7 @@ namespace VectorLm.Distributed;
 /// fresh gradients and the step copies them in; either way the result is the same. Behind each parameter's slice the
 /// buffer carries one flag element, 1 when this rank has a gradient for it: a parameter that no rank touched keeps a
 /// null gradient (the optimizer skips it), one that only some ranks touched counts as zero on the others.
+/// The first step for a set of parameters first broadcasts rank 0's parameter values (one more collective).
 /// </remarks>
 internal sealed class GradientReducer
 {
@@ -44,6 +45,10 @@ internal sealed class GradientReducer
             _buckets = ps.GroupBy(p => (p.dtype, p.device_type, p.device_index))
                 .Select(g => new Bucket(g.ToArray())).ToArray();
             _parameterHandles = handles;
+            // As PyTorch's DDP does at construction: start every rank from rank 0's weights, so ranks stay
+            // bit-identical even if they were initialised differently.
+            using var noGrad = torch.no_grad();
+            foreach (var bucket in _buckets) bucket.BroadcastParameters(ctx, site);
         }
         using var _ = torch.no_grad();
         foreach (var bucket in _buckets) bucket.Reduce(ctx, site);
@@ -68,6 +73,14 @@ internal sealed class GradientReducer
             _flat = torch.zeros(_total + ps.Length, ps[0].dtype, ps[0].device);
             _views = ps.Select((p, i) => _flat.narrow(0, _offsets[i], p.numel()).view(p.shape)).ToArray();
             _flags = _flat.narrow(0, _total, ps.Length);
+        }
+
+        /// <summary>Overwrites the parameters with rank 0's through one broadcast of the flat buffer.</summary>
+        public void BroadcastParameters(TrainerContext ctx, CallSite site)
+        {
+            for (int i = 0; i < _params.Length; i++) _views[i].copy_(_params[i]);
+            ctx.BroadcastTensor(_flat, 0, site.Member, site.File, site.Line);
+            for (int i = 0; i < _params.Length; i++) _params[i].copy_(_views[i]);
         }
 
         public void Reduce(TrainerContext ctx, CallSite site)
