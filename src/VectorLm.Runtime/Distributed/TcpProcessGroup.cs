@@ -24,6 +24,9 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     const byte FrameHeader = 1, FrameGo = 2, FrameError = 3;
     const byte ErrorDesync = 1, ErrorTimeout = 2, ErrorOther = 3;
 
+    /// <summary>Overrides the address a rank advertises to the others.</summary>
+    public const string HostAddrVariable = "VECTORLM_HOST_ADDR";
+
     /// <summary>Bytes received per step before reducing them; big enough for few syscalls, small enough for the cache.</summary>
     internal static int ChunkBytes { get; set; } = EnvInt("VECTORLM_TCP_CHUNK", 1 << 20);
 
@@ -67,7 +70,12 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         {
             listener.Bind(new IPEndPoint(IPAddress.IPv6Any, 0));
             listener.Listen(worldSize);
-            var local = store.LocalAddress;
+            // Advertise the address this host reaches the store from: the interface other nodes can reach too.
+            // VECTORLM_HOST_ADDR overrides it, e.g. when the hostname resolves to 127.0.1.1 on the master node.
+            var local = Environment.GetEnvironmentVariable(HostAddrVariable) is { Length: > 0 } configured
+                ? IPAddress.TryParse(configured, out var parsed) ? parsed
+                    : throw new DistributedException($"{HostAddrVariable}='{configured}' is not an IP address")
+                : store.LocalAddress;
             if (local.IsIPv4MappedToIPv6) local = local.MapToIPv4();
             int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
             store.Set($"{prefix}/addr/{rank}", new IPEndPoint(local, port).ToString());
@@ -79,7 +87,18 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
             {
                 var s = new Socket(SocketType.Stream, ProtocolType.Tcp);
                 Configure(s, collectiveTimeout);
-                s.Connect(IPEndPoint.Parse(addresses[r]));
+                try
+                {
+                    using var cts = new CancellationTokenSource(joinTimeout);
+                    s.ConnectAsync(IPEndPoint.Parse(addresses[r]), cts.Token).AsTask().GetAwaiter().GetResult();
+                }
+                catch (Exception e) when (e is SocketException or OperationCanceledException)
+                {
+                    s.Dispose();
+                    throw new DistributedException(
+                        $"rank {rank} could not connect to rank {r} at {addresses[r]}: {(e is SocketException se ? se.SocketErrorCode : "timed out")}. " +
+                        $"If that address is not reachable from this host, set {HostAddrVariable} on rank {r} to one that is.", e);
+                }
                 BinaryPrimitives.WriteInt32LittleEndian(rankBytes, rank);
                 SocketIO.SendAll(s, rankBytes, $"rank {r}");
                 peers[r] = s;
@@ -264,28 +283,35 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         string nextName = PeerName(Mod(Rank + 1)), prevName = PeerName(Mod(Rank - 1));
         long chunkElems = Math.Max(1, _scratch.Length / es);
 
-        // Reduce-scatter: after n-1 steps this rank holds the full reduction of segment Rank+1.
+        // Reduce-scatter: after n-1 steps this rank holds the full reduction of segment Rank+1. In the last step each
+        // chunk is queued for sending as soon as it is final, so the all-gather's first step overlaps the reduction
+        // (the socket keeps the order: the rest of the reduce-scatter data first, then the reduced chunks).
         for (int k = 0; k < n - 1; k++)
         {
+            bool last = k == n - 2;
             int s = Mod(Rank - k), r = Mod(Rank - k - 1);
-            _sender.Start(next, data + SegStart(s) * es, (SegStart(s + 1) - SegStart(s)) * es, nextName);
+            _sender.Enqueue(next, data + SegStart(s) * es, (SegStart(s + 1) - SegStart(s)) * es, nextName);
             long begin = SegStart(r), end = SegStart(r + 1);
             for (long at = begin; at < end; at += chunkElems)
             {
                 long m = Math.Min(chunkElems, end - at);
                 SocketIO.ReceiveExactly(prev, _scratch.Pointer, m * es, prevName);
                 TensorMemory.Reduce(type, op, data + at * es, _scratch.Pointer, m);
+                if (!last) continue;
+                if (op == ReduceOp.Avg) TensorMemory.Divide(type, data + at * es, m, n);
+                _sender.Enqueue(next, data + at * es, m * es, nextName);
             }
-            _sender.Wait();
+            if (!last) _sender.WaitAll();
         }
         int own = Mod(Rank + 1);
-        if (op == ReduceOp.Avg)
-            TensorMemory.Divide(type, data + SegStart(own) * es, SegStart(own + 1) - SegStart(own), n);
-        RingAllGather(data, i => (SegStart(i) * es, (SegStart(i + 1) - SegStart(i)) * es), own);
+        RingAllGather(data, i => (SegStart(i) * es, (SegStart(i + 1) - SegStart(i)) * es), own, ownAlreadySent: true);
     }
 
-    /// <summary>Ring all-gather of byte segments; this rank starts out owning segment <paramref name="own"/>.</summary>
-    void RingAllGather(byte* data, Func<int, (long Offset, long Length)> segment, int own)
+    /// <summary>
+    /// Ring all-gather of byte segments; this rank starts out owning segment <paramref name="own"/>. When
+    /// <paramref name="ownAlreadySent"/>, the first step's send is already queued.
+    /// </summary>
+    void RingAllGather(byte* data, Func<int, (long Offset, long Length)> segment, int own, bool ownAlreadySent = false)
     {
         var next = _peers[Mod(Rank + 1)]!;
         var prev = _peers[Mod(Rank - 1)]!;
@@ -294,10 +320,11 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         {
             var (so, sl) = segment(Mod(own - k));
             var (ro, rl) = segment(Mod(own - k - 1));
-            _sender.Start(next, data + so, sl, nextName);
+            if (k > 0 || !ownAlreadySent) _sender.Enqueue(next, data + so, sl, nextName);
             SocketIO.ReceiveExactly(prev, data + ro, rl, prevName);
-            _sender.Wait();
+            _sender.WaitAll();
         }
+        _sender.WaitAll();
     }
 
     static long ElementSize(ScalarType t) => t switch
@@ -463,17 +490,14 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         _scratch.Dispose();
     }
 
-    /// <summary>One thread that performs one send at a time while the caller receives.</summary>
+    /// <summary>One thread that performs queued sends in order while the caller receives.</summary>
     sealed class SendWorker : IDisposable
     {
-        readonly SemaphoreSlim _start = new(0), _done = new(0);
+        readonly Queue<(Socket Socket, nint Data, long Length, string Peer)> _queue = new();
         readonly Thread _thread;
-        Socket? _socket;
-        byte* _data;
-        long _length;
-        string _peer = "";
+        int _pending;
         Exception? _error;
-        volatile bool _stop;
+        bool _stop;
 
         public SendWorker(string name)
         {
@@ -481,38 +505,60 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
             _thread.Start();
         }
 
-        public void Start(Socket socket, byte* data, long length, string peer)
+        public void Enqueue(Socket socket, byte* data, long length, string peer)
         {
-            _socket = socket;
-            _data = data;
-            _length = length;
-            _peer = peer;
-            _error = null;
-            _start.Release();
+            lock (_queue)
+            {
+                if (_error is not null) return; // WaitAll reports it
+                _queue.Enqueue((socket, (nint)data, length, peer));
+                _pending++;
+                Monitor.PulseAll(_queue);
+            }
         }
 
-        public void Wait()
+        /// <summary>Waits until every queued send is done; rethrows the first send failure.</summary>
+        public void WaitAll()
         {
-            _done.Wait();
-            if (_error is { } e) throw e as DistributedException ?? new DistributedException($"send to {_peer} failed: {e.Message}", e);
+            lock (_queue)
+            {
+                while (_pending > 0 && _error is null) Monitor.Wait(_queue);
+                if (_error is { } e)
+                    throw e as DistributedException ?? new DistributedException($"send failed: {e.Message}", e);
+            }
         }
 
         void Loop()
         {
             while (true)
             {
-                _start.Wait();
-                if (_stop) return;
-                try { SocketIO.SendAll(_socket!, _data, _length, _peer); }
-                catch (Exception e) { _error = e; }
-                _done.Release();
+                (Socket Socket, nint Data, long Length, string Peer) item;
+                lock (_queue)
+                {
+                    while (_queue.Count == 0 && !_stop) Monitor.Wait(_queue);
+                    if (_stop) return;
+                    item = _queue.Dequeue();
+                }
+                try
+                {
+                    SocketIO.SendAll(item.Socket, (byte*)item.Data, item.Length, item.Peer);
+                    lock (_queue) { _pending--; Monitor.PulseAll(_queue); }
+                }
+                catch (Exception e)
+                {
+                    lock (_queue)
+                    {
+                        _error ??= e;
+                        _queue.Clear();
+                        _pending = 0;
+                        Monitor.PulseAll(_queue);
+                    }
+                }
             }
         }
 
         public void Dispose()
         {
-            _stop = true;
-            _start.Release();
+            lock (_queue) { _stop = true; Monitor.PulseAll(_queue); }
         }
     }
 }

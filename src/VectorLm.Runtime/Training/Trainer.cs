@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using TorchSharp;
 using TorchSharp.Modules;
 using VectorLm.Data;
+using VectorLm.Hosting;
 using VectorLm.Models;
 using static TorchSharp.torch;
 
@@ -82,14 +83,19 @@ public sealed class Trainer : IDisposable
         model.train();
     }
 
-    /// <summary>Takes one step on the loader's next batch.</summary>
+    /// <summary>Takes one step on the loader's next batch (a collective under a distributed trainer).</summary>
+    [Collective]
     public StepMetrics Step()
     {
         using var batch = Data.Next();
         return Step(batch);
     }
 
-    /// <summary>Takes one step on <paramref name="batch"/>.</summary>
+    /// <summary>
+    /// Takes one step on <paramref name="batch"/>. Under a distributed trainer (<see cref="TrainerContextScope.Current"/>)
+    /// gradients are averaged over ranks before clipping and the engines made from the context are marked stale.
+    /// </summary>
+    [Collective]
     public StepMetrics Step(Batch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
@@ -101,10 +107,12 @@ public sealed class Trainer : IDisposable
         {
             var lossTensor = Model.Loss(batch.InputIds, batch.Labels);
             lossTensor.backward();
+            // Under a distributed trainer: average over ranks first, so clipping sees what DDP would clip.
+            CollectiveInterceptors.AverageGradients(Optimizer);
             norm = Options.GradClip > 0
                 ? nn.utils.clip_grad_norm_(_parameters, Options.GradClip)
                 : double.NaN;
-            Optimizer.step();
+            CollectiveInterceptors.OptimizerStep(Optimizer, null);
             Optimizer.zero_grad();
             loss = lossTensor.item<float>();
         }

@@ -109,7 +109,10 @@ internal sealed class NcclProcessGroup : ProcessGroup
         var fp = Next(CollectiveKind.AllReduce, site, tensor, op);
         if (op == ReduceOp.Avg && !TensorMemory.IsFloating(tensor.dtype))
             throw new ArgumentException($"ReduceOp.Avg needs a floating-point tensor, not {TensorMemory.DTypeName(tensor.dtype)}", nameof(op));
+        if (tensor.dtype == ScalarType.Bool && op is ReduceOp.Sum or ReduceOp.Avg)
+            throw new ArgumentException("a bool tensor can only be all-reduced with Min or Max", nameof(op));
         Agree(fp);
+        if (tensor.numel() == 0) return; // every rank has the same (empty) shape; nothing to move
         var t = Staged(tensor);
         Run(() => NcclNative.ncclAllReduce(TensorMemory.DataPointer(t), TensorMemory.DataPointer(t), (nuint)t.numel(), DataType(t.dtype), RedOp(op), _comm.Handle, 0), "ncclAllReduce");
         Unstage(tensor, t);
@@ -120,6 +123,7 @@ internal sealed class NcclProcessGroup : ProcessGroup
         CheckRoot(root, "Broadcast");
         if (tensor.device_type != DeviceType.CUDA) { Sequence++; _control.Broadcast(tensor, root, site); return; }
         Agree(Next(CollectiveKind.Broadcast, site, tensor, root: root));
+        if (tensor.numel() == 0) return;
         var t = Staged(tensor);
         Run(() => NcclNative.ncclBroadcast(TensorMemory.DataPointer(t), TensorMemory.DataPointer(t), (nuint)t.numel(), DataType(t.dtype), root, _comm.Handle, 0), "ncclBroadcast");
         Unstage(tensor, t);
@@ -135,6 +139,7 @@ internal sealed class NcclProcessGroup : ProcessGroup
         shape[0] = WorldSize;
         tensor.shape.CopyTo(shape, 1);
         var output = torch.empty(shape, tensor.dtype, tensor.device);
+        if (tensor.numel() == 0) return output;
         Run(() => NcclNative.ncclAllGather(TensorMemory.DataPointer(input), TensorMemory.DataPointer(output), (nuint)input.numel(), DataType(input.dtype), _comm.Handle, 0), "ncclAllGather");
         if (!ReferenceEquals(input, tensor)) input.Dispose();
         return output;
