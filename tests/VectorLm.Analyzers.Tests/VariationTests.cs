@@ -661,3 +661,24 @@ public class DelegateAndUserAttributeTests
             """));
     }
 }
+
+public class TopLevelProgramTests
+{
+    [Fact]
+    public Task TopLevelStatements() => new Verify.AnalyzerTest
+    {
+        TestState =
+        {
+            OutputKind = Microsoft.CodeAnalysis.OutputKind.ConsoleApplication,
+            Sources =
+            {
+                Verify.Prelude + """
+
+                using var ctx = TrainerContext.SingleProcess();
+                if (ctx.IsMainRank) {|VLM1001:ctx.Barrier()|};
+                ctx.Barrier();
+                """,
+            },
+        },
+    }.RunAsync();
+}
