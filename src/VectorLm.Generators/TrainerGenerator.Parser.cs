@@ -94,8 +94,8 @@ public sealed partial class TrainerGenerator
             if (model.GetSymbolInfo(invocation, ct).Symbol is not IMethodSymbol method || method.IsStatic) return null;
 
             InterceptorKind kind;
-            if (name == "step" && IsOptimizerStep(method)) kind = InterceptorKind.OptimizerStep;
-            else if (name == "Generate" && IsSamplingGenerate(method, model.Compilation)) kind = InterceptorKind.Generate;
+            if (name == "step" && TrainerShapeRules.IsOptimizerStep(method)) kind = InterceptorKind.OptimizerStep;
+            else if (name == "Generate" && TrainerShapeRules.IsSamplingGenerate(method, model.Compilation)) kind = InterceptorKind.Generate;
             else return null;
 
             // The interceptor names the declaring type; a type generated code cannot see cannot be intercepted.
@@ -117,25 +117,6 @@ public sealed partial class TrainerGenerator
                 CallerMemberName(model, invocation),
                 invocation.SyntaxTree.FilePath,
                 line);
-        }
-
-        // An override (or the declaration) of torch.optim.Optimizer.step(Func<Tensor>).
-        static bool IsOptimizerStep(IMethodSymbol method)
-        {
-            for (var m = method; m is not null; m = m.OverriddenMethod)
-                if (TrainerShapeRules.IsNamed(m.ContainingType, TrainerShapeRules.Optimizer) && m.Parameters.Length == 1) return true;
-            return false;
-        }
-
-        // ISamplingEngine.Generate, or a class's implementation of it.
-        static bool IsSamplingGenerate(IMethodSymbol method, Compilation compilation)
-        {
-            if (compilation.GetTypeByMetadataName(TrainerShapeRules.SamplingEngine) is not { } engine) return false;
-            var generate = engine.GetMembers("Generate").OfType<IMethodSymbol>().FirstOrDefault();
-            if (generate is null) return false;
-            if (SymbolEqualityComparer.Default.Equals(method.OriginalDefinition, generate)) return true;
-            var implementation = method.ContainingType.FindImplementationForInterfaceMember(generate);
-            return SymbolEqualityComparer.Default.Equals(implementation, method);
         }
 
         // What [CallerMemberName] gives at this point: the enclosing method, property or event, through lambdas and local functions.

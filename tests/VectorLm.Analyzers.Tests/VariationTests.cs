@@ -570,3 +570,115 @@ public class VariationTests
         }.RunAsync();
     }
 }
+
+public class DelegateAndUserAttributeTests
+{
+    public class Failures
+    {
+        [Fact]
+        public Task DelegateLocalInvokedOnOneRank() => Analyzer(Body("""
+            Action sync = () => ctx.Barrier();
+            if (ctx.IsMainRank) {|VLM1001:sync()|};
+            """));
+
+        [Fact]
+        public Task DelegateLocalInvokeMethod() => Analyzer(Body("""
+            Func<IReadOnlyList<Completion>> gen = () => sampler.Generate(p);
+            if (ctx.Rank > 0) return;
+            var r = {|VLM1003:gen.Invoke()|};
+            """));
+
+        [Fact]
+        public Task UserCollectiveAndRankDependentMembers() => Analyzer(Verify.Prelude + """
+
+            class Mesh
+            {
+                [RankDependent] public int Stage { get; set; }
+                [Collective] public void Exchange() { }
+                [RankUniform] public int Stages() => 4;
+            }
+            class Subject
+            {
+                void Run(Mesh mesh)
+                {
+                    if (mesh.Stages() > 1) mesh.Exchange();
+                    if (mesh.Stage == 0) {|VLM1001:mesh.Exchange()|};
+                }
+            }
+            """);
+
+        [Fact]
+        public Task EngineImplementationCalledThroughItsClass() => Analyzer(Verify.Prelude + """
+
+            abstract class MyEngine : ISamplingEngine
+            {
+                public abstract IReadOnlyList<Completion> Generate(IReadOnlyList<string> prompts, SamplingParams? parameters = null,
+                    string member = "", string file = "", int line = 0);
+                public long WeightVersion => 0;
+                public bool IsStale => false;
+                public void MarkStale() { }
+                public void SyncWeights(string member = "", string file = "", int line = 0) { }
+                public void Dispose() { }
+            }
+            class Subject
+            {
+                void Run(TrainerContext ctx, MyEngine engine, IReadOnlyList<string> p)
+                {
+                    if (ctx.IsMainRank) {|VLM1001:engine.Generate(p)|};
+                }
+            }
+            """);
+
+        [Fact]
+        public Task ShardedForLoop() => Analyzer(Body("""
+            for (int i = ctx.Rank; i < a.Count; i += ctx.WorldSize) {|VLM1002:sampler.Generate(new[] { a[i] })|};
+            """));
+
+        [Fact]
+        public Task ForeachOverRangeOfRank() => Analyzer(Body("""
+            foreach (var i in Enumerable.Range(0, ctx.LocalRank + 1)) {|VLM1002:ctx.Barrier()|};
+            """));
+    }
+
+    public class SuccessCases
+    {
+        [Fact]
+        public Task CollectiveImplementationsMayBranchOnRank() => Analyzer(Verify.Prelude + """
+
+            class Ring
+            {
+                [RankDependent] public int Rank { get; set; }
+                [Collective] public void Send() { }
+                [Collective] public void Pass() { if (Rank == 0) Send(); }
+            }
+            """);
+
+        [Fact]
+        public Task DelegateLocalCalledOnEveryRank() => Analyzer(Body("""
+            Action sync = () => ctx.Barrier();
+            if (ctx.IsMainRank) Log();
+            sync();
+            """));
+    }
+}
+
+public class TopLevelProgramTests
+{
+    [Fact]
+    public Task TopLevelStatements() => new Verify.AnalyzerTest
+    {
+        TestState =
+        {
+            OutputKind = Microsoft.CodeAnalysis.OutputKind.ConsoleApplication,
+            Sources =
+            {
+                Verify.Prelude + """
+
+                using var ctx = TrainerContext.SingleProcess();
+                if (ctx.IsMainRank) {|VLM1001:ctx.Barrier()|};
+                ctx.Barrier();
+                """,
+            },
+        },
+    }.RunAsync();
+}

@@ -76,6 +76,42 @@ public class DataParallelTests
         }
     }
 
+    // Clipping must see the rank-averaged gradients (as with DDP), so it is done after AverageGradients.
+    static Tensor[] TrainClipped(Func<Tensor, Tensor> rankSlice)
+    {
+        var model = Model();
+        var opt = optim.SGD(model.parameters(), 0.1);
+        for (int step = 0; step < Steps; step++)
+        {
+            var (x, y) = Data(step);
+            opt.zero_grad();
+            nn.functional.mse_loss(model.forward(rankSlice(x)), rankSlice(y)).backward();
+            CollectiveInterceptors.AverageGradients(opt);
+            double norm = nn.utils.clip_grad_norm_(model.parameters(), 0.05);
+            Assert.True(norm > 0.05, $"clipping must be active for this test to mean anything (norm {norm})");
+            CollectiveInterceptors.OptimizerStep(opt, null);
+        }
+        return model.parameters().Select(p => p.detach().clone()).ToArray();
+    }
+
+    [Fact]
+    public void Clipping_after_AverageGradients_matches_one_rank_and_the_step_does_not_average_again()
+    {
+        var single = TrainClipped(t => t);
+        var perRank = new Tensor[2][];
+        LocalGroup.Run(2, ctx =>
+        {
+            using var scope = TrainerContextScope.Enter(ctx);
+            perRank[ctx.Rank] = TrainClipped(t => t.narrow(0, ctx.Rank * Batch / 2, Batch / 2));
+        });
+        for (int i = 0; i < single.Length; i++)
+        {
+            Assert.True(perRank[0][i].allclose(single[i], rtol: 0, atol: 1e-5),
+                $"parameter {i}: max difference {(perRank[0][i] - single[i]).abs().max().item<float>()}");
+            Assert.Equal(perRank[0][i].bytes.ToArray(), perRank[1][i].bytes.ToArray());
+        }
+    }
+
     [Fact]
     public void Ranks_initialised_differently_start_from_rank_0s_weights()
     {

@@ -216,6 +216,65 @@ public static class AnalyzerTests
             expected: new DiagnosticResult(TrainerShapeDescriptors.UnknownTrainerChoice).WithArguments("N.Missing", "N.A"));
     }
 
+    public sealed class VLM0009_CollectiveNotIntercepted
+    {
+        const string Engine = """
+            public sealed class Echo : VectorLm.Sampling.ISamplingEngine
+            {
+                public IReadOnlyList<VectorLm.Sampling.Completion> Generate(IReadOnlyList<string> prompts, VectorLm.Sampling.SamplingParams? parameters = null,
+                    string member = "", string file = "", int line = 0) => [];
+                public long WeightVersion => 0;
+                public bool IsStale => false;
+                public void MarkStale() { }
+                public void SyncWeights(string member = "", string file = "", int line = 0) { }
+                public void Dispose() { }
+            }
+            """;
+
+        [Fact]
+        public Task Method_group_of_step_and_generate() => VerifyAsync(Engine + """
+
+            [DistributedTrainer]
+            public partial class T
+            {
+                public void Train(TrainerContext ctx)
+                {
+                    using var model = TorchSharp.torch.nn.Linear(1, 1);
+                    var optimizer = TorchSharp.torch.optim.SGD(model.parameters(), 0.1);
+                    Func<Func<TorchSharp.torch.Tensor>?, TorchSharp.torch.Tensor> step = {|VLM0009:optimizer.step|};
+                    var echo = new Echo();
+                    Func<IReadOnlyList<string>, VectorLm.Sampling.SamplingParams?, string, string, int, IReadOnlyList<VectorLm.Sampling.Completion>> generate = {|VLM0009:echo.Generate|};
+                    optimizer.step();
+                    echo.Generate(["direct calls are fine"]);
+                }
+            }
+            """);
+
+        [Fact]
+        public Task Private_nested_engine() => VerifyAsync("""
+            [DistributedTrainer]
+            public partial class T
+            {
+                public void Train(TrainerContext ctx)
+                {
+                    var engine = new Hidden();
+                    {|VLM0009:engine.Generate(["x"])|};
+                    VectorLm.Sampling.ISamplingEngine visible = engine;
+                    visible.Generate(["through the interface is fine"]);
+                }
+
+            """ + Engine.Replace("public sealed class Echo", "private sealed class Hidden", StringComparison.Ordinal) + "\n}\n");
+
+        [Fact]
+        public Task Outside_trainers_nothing_is_reported() => VerifyAsync(Engine + """
+
+            public static class Helper
+            {
+                public static Func<IReadOnlyList<string>, VectorLm.Sampling.SamplingParams?, string, string, int, IReadOnlyList<VectorLm.Sampling.Completion>> Of(Echo e) => e.Generate;
+            }
+            """);
+    }
+
     public sealed class Descriptors
     {
         [Fact]
@@ -224,7 +283,7 @@ public static class AnalyzerTests
             var repo = Path.GetFullPath(Path.Combine(GeneratorHarness.ProjectDir(), "..", ".."));
             var unshipped = File.ReadAllText(Path.Combine(repo, "src", "VectorLm.Analyzers", "AnalyzerReleases.Unshipped.md"));
             var rules = new TrainerShapeAnalyzer().SupportedDiagnostics;
-            Assert.Equal(8, rules.Length);
+            Assert.Equal(9, rules.Length);
             foreach (var rule in rules)
             {
                 Assert.Equal(TrainerShapeDescriptors.HelpLinkBase + rule.Id + ".md", rule.HelpLinkUri);

@@ -23,9 +23,14 @@ public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
         if (Directory.Exists(cached)) Directory.Delete(cached, recursive: true);
     }
 
+    // A FineTune-shaped user trainer: tiny Llama, colocated sampler, optimizer steps, one Generate at the end.
     const string TrainerSource = """
         using TorchSharp;
         using VectorLm;
+        using VectorLm.Models;
+        using VectorLm.Sampling;
+        using VectorLm.Tokenization;
+        using VectorLm.Training;
 
         namespace Consumer;
 
@@ -38,24 +43,29 @@ public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
 
             public void Train(TrainerContext ctx)
             {
-                using var model = torch.nn.Linear(4, 1);
-                var optimizer = torch.optim.AdamW(model.parameters(), lr: 1e-2);
+                var tokenizer = Tokenizer.ByteLevel();
+                using var model = LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
+                using var sampler = ctx.CreateSampler(model, tokenizer);
+                var optimizer = Optimizers.AdamW(model, 1e-2);
                 var steps = 0;
                 using var subscription = ctx.OnWeightsChanged(() => steps++);
                 for (var i = 0; i < Steps; i++)
                 {
                     optimizer.zero_grad();
-                    using var loss = model.forward(torch.ones(2, 4)).pow(2).mean();
+                    // Each rank trains on its own batch; the intercepted step averages the gradients.
+                    using var ids = torch.randint(0, 256, [2, 8], generator: new torch.Generator((ulong)(ctx.Rank * 100 + i))).to(ctx.Device);
+                    using var loss = model.Loss(ids, ids);
                     loss.backward();
                     optimizer.step();
                 }
-                System.Console.WriteLine($"rank {ctx.Rank}/{ctx.WorldSize}: {steps} collective steps");
+                var sample = sampler.Generate(["12+34="], SamplingParams.Greedy(6))[0].Samples[0];
+                System.Console.WriteLine($"rank {ctx.Rank}/{ctx.WorldSize}: {steps} collective steps; sample '{sample.Text}' v{sample.WeightVersion}");
             }
         }
         """;
 
     [Fact]
-    public void Package_ships_the_generator_and_a_fresh_console_project_runs_a_trainer()
+    public void Package_ships_the_generator_and_a_fresh_console_project_runs_a_trainer_on_two_ranks()
     {
         var testDir = AppContext.BaseDirectory; // .../tests/VectorLm.Generators.Tests/bin/{Configuration}/net10.0/
         var configuration = new DirectoryInfo(testDir).Parent!.Name;
@@ -63,21 +73,8 @@ public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
         var feed = Directory.CreateDirectory(Path.Combine(_dir, "feed")).FullName;
 
         // The projects are built (this test project references them); pack without building again.
-        // LLamaSharp.Backend.Cpu's props add its native libraries as Content items of the Runtime project, which pack
-        // would put into the package twice (NU5118/NU5100 as errors); consumers get them from that dependency anyway.
-        // Until VectorLm.Runtime.csproj marks them Pack="false" (asked of the lead), an extra targets file does it here.
-        var noContent = Path.Combine(_dir, "NoNativeContentInPack.targets");
-        File.WriteAllText(noContent, """
-            <Project>
-              <Target Name="VectorLmTestNoNativeContentInPack" BeforeTargets="_GetPackageFiles">
-                <ItemGroup>
-                  <Content Remove="@(Content)" Condition="$([System.String]::Copy('%(FullPath)').Contains('LLamaSharpRuntimes'))" />
-                </ItemGroup>
-              </Target>
-            </Project>
-            """);
         Dotnet(repo, "pack", "src/VectorLm.Runtime/VectorLm.Runtime.csproj", "-c", configuration, "--no-build", "-o", feed,
-            $"-p:PackageVersion={_version}", $"-p:CustomAfterMicrosoftCommonTargets={noContent}");
+            $"-p:PackageVersion={_version}");
         var package = Path.Combine(feed, $"VectorLm.{_version}.nupkg");
         using (var zip = ZipFile.OpenRead(package))
         {
@@ -121,8 +118,17 @@ public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("Number of optimizer steps.", help);
         Assert.Contains("--world-size", help);
 
-        var run = Dotnet(app, dll, "--world-size", "1", "--steps", "4");
-        Assert.Contains("rank 0/1: 4 collective steps", run);
+        var single = Dotnet(app, dll, "--world-size", "1", "--steps", "4");
+        Assert.Contains("rank 0/1: 4 collective steps; sample '", single);
+        Assert.Contains("' v1", single); // the engine synced once, after the four steps
+
+        // Two ranks (processes) on CPU: both step together and see the same completion.
+        var two = Dotnet(app, dll, "--world-size", "2", "--steps", "2");
+        var lines = two.Split('\n').Where(l => l.Contains("collective steps", StringComparison.Ordinal)).ToArray();
+        var rank0 = Assert.Single(lines, l => l.Contains("rank 0/2: 2 collective steps", StringComparison.Ordinal));
+        var rank1 = Assert.Single(lines, l => l.Contains("rank 1/2: 2 collective steps", StringComparison.Ordinal));
+        static string Sample(string line) => line[line.IndexOf("; sample", StringComparison.Ordinal)..].TrimEnd('\r');
+        Assert.Equal(Sample(rank0), Sample(rank1));
     }
 
     string Dotnet(string workingDirectory, params string[] args)

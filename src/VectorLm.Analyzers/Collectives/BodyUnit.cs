@@ -21,6 +21,19 @@ internal sealed class BodyUnit
         Collect(Root, known);
         foreach (var graph in Graphs)
         {
+            graph.Unit = this;
+            foreach (var block in graph.Operations)
+                foreach (var op in block)
+                    foreach (var node in op.DescendantsAndSelf())
+                        if (node is ISimpleAssignmentOperation { Target: ILocalReferenceOperation target } assignment
+                            && CollectiveModel.FunctionOf(assignment.Value) is { } function)
+                        {
+                            if (!DelegateTargets.TryGetValue(target.Local, out var list)) DelegateTargets[target.Local] = list = new List<IMethodSymbol>();
+                            list.Add(function);
+                        }
+        }
+        foreach (var graph in Graphs)
+        {
             if (graph == Root) continue;
             foreach (var block in graph.Operations)
                 foreach (var op in block)
@@ -51,6 +64,9 @@ internal sealed class BodyUnit
     public Dictionary<IMethodSymbol, FlowGraph> Functions { get; } = new(SymbolEqualityComparer.Default);
 
     public HashSet<ISymbol> Captured { get; } = new(SymbolEqualityComparer.Default);
+
+    /// <summary>Lambdas and local functions assigned to each delegate-typed local, wherever in the unit.</summary>
+    public Dictionary<ILocalSymbol, List<IMethodSymbol>> DelegateTargets { get; } = new(SymbolEqualityComparer.Default);
 
     void Collect(FlowGraph graph, KnownSymbols known)
     {

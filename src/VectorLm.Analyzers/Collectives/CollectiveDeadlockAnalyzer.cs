@@ -55,6 +55,7 @@ public sealed class CollectiveDeadlockAnalyzer : DiagnosticAnalyzer
         TypeAnalysis analysis;
         try
         {
+            if (!model.HasCollectives(type, context.CancellationToken)) return;
             analysis = model.GetTypeAnalysis(type, context.CancellationToken);
         }
         catch (Exception e) when (e is not OperationCanceledException && IsRoslynLimitation(e))

@@ -105,6 +105,21 @@ internal sealed class CollectiveModel
         return _types.GetOrAdd(type, analysis);
     }
 
+    /// <summary>True when some body of <paramref name="type"/> performs a collective (otherwise there is nothing to report).</summary>
+    public bool HasCollectives(INamedTypeSymbol type, CancellationToken cancellationToken)
+    {
+        foreach (var member in type.GetMembers())
+        {
+            if (member.DeclaringSyntaxReferences.Length == 0 || member is not (IMethodSymbol or IFieldSymbol or IPropertySymbol)) continue;
+            var unit = GetUnit(member, cancellationToken);
+            if (unit is null) continue;
+            foreach (var graph in unit.Graphs)
+                foreach (var block in GetSites(graph, cancellationToken))
+                    if (block.Count > 0) return true;
+        }
+        return false;
+    }
+
     /// <summary>The body of a source member (method, accessor, constructor), or null when it has none here.</summary>
     public BodyUnit? GetUnit(ISymbol member, CancellationToken cancellationToken)
     {
@@ -282,7 +297,7 @@ internal sealed class CollectiveModel
             for (int b = 0; b < graph.Count; b++)
             {
                 var list = new List<CollectiveSite>();
-                foreach (var op in graph.Operations[b]) CollectSites(op, inTrainer, list, cancellationToken);
+                foreach (var op in graph.Operations[b]) CollectSites(op, inTrainer, graph.Unit, list, cancellationToken);
                 sites[b] = list;
             }
         }
@@ -294,19 +309,19 @@ internal sealed class CollectiveModel
         return _sites.GetOrAdd(graph, sites);
     }
 
-    void CollectSites(IOperation op, bool inTrainer, List<CollectiveSite> sites, CancellationToken cancellationToken)
+    void CollectSites(IOperation op, bool inTrainer, BodyUnit? unit, List<CollectiveSite> sites, CancellationToken cancellationToken)
     {
         // Post-order: arguments run before the call that receives them.
         foreach (var child in op.ChildOperations)
         {
             if (child is IFlowAnonymousFunctionOperation or IAnonymousFunctionOperation or ILocalFunctionOperation) continue;
-            CollectSites(child, inTrainer, sites, cancellationToken);
+            CollectSites(child, inTrainer, unit, sites, cancellationToken);
         }
-        var site = SiteOf(op, inTrainer, cancellationToken);
+        var site = SiteOf(op, inTrainer, unit, cancellationToken);
         if (site is not null) sites.Add(site);
     }
 
-    CollectiveSite? SiteOf(IOperation op, bool inTrainer, CancellationToken cancellationToken)
+    CollectiveSite? SiteOf(IOperation op, bool inTrainer, BodyUnit? unit, CancellationToken cancellationToken)
     {
         IMethodSymbol? target = op switch
         {
@@ -323,7 +338,7 @@ internal sealed class CollectiveModel
         {
             // A delegate call: the lambdas and local functions it may run, if this body created them.
             if (target.MethodKind == MethodKind.DelegateInvoke)
-                return DelegateSite(invocation, cancellationToken);
+                return DelegateSite(invocation, unit, cancellationToken);
             var lambdaSite = CallbackSite(invocation, cancellationToken);
             if (lambdaSite is not null && target.DeclaringSyntaxReferences.Length == 0) return lambdaSite;
         }
@@ -348,18 +363,29 @@ internal sealed class CollectiveModel
         return null;
     }
 
-    CollectiveSite? DelegateSite(IInvocationOperation invocation, CancellationToken cancellationToken)
+    CollectiveSite? DelegateSite(IInvocationOperation invocation, BodyUnit? unit, CancellationToken cancellationToken)
     {
-        var function = FunctionOf(invocation.Instance);
-        if (function is null) return null;
-        var summary = GetCollectiveSummary(function, cancellationToken);
-        return summary.HasCollectives
-            ? new CollectiveSite(invocation, summary.Sequence ?? "~" + function.Name, summary.Display)
-            : null;
+        var functions = new List<IMethodSymbol>();
+        if (FunctionOf(invocation.Instance) is { } direct) functions.Add(direct);
+        else if (invocation.Instance is ILocalReferenceOperation local
+                 && unit?.DelegateTargets.TryGetValue(local.Local, out var targets) == true)
+            functions.AddRange(targets!);
+        string? sequence = null;
+        string? display = null;
+        foreach (var function in functions)
+        {
+            var summary = GetCollectiveSummary(function, cancellationToken);
+            if (!summary.HasCollectives) continue;
+            // Several candidates that do different things: the call's collectives vary.
+            var token = summary.Sequence ?? "~" + function.Name;
+            sequence = sequence is null || sequence == token ? token : "~" + invocation.Syntax;
+            display ??= summary.Display;
+        }
+        return sequence is null ? null : new CollectiveSite(invocation, sequence, display!);
     }
 
     /// <summary>The lambda or local function a delegate-valued expression denotes, when it is written right there.</summary>
-    static IMethodSymbol? FunctionOf(IOperation? value)
+    internal static IMethodSymbol? FunctionOf(IOperation? value)
     {
         while (value is IConversionOperation or IDelegateCreationOperation or IParenthesizedOperation)
             value = value switch

@@ -67,6 +67,9 @@ internal sealed class FlowGraph
 
     public ControlFlowGraph Cfg { get; }
 
+    /// <summary>The member body this graph belongs to (set once the unit is built).</summary>
+    public BodyUnit? Unit { get; set; }
+
     /// <summary>The method, local function or lambda whose body this is; null for field and property initializers.</summary>
     public IMethodSymbol? Function { get; }
 

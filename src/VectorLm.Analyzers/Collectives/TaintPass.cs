@@ -57,6 +57,24 @@ internal sealed class TaintPass
 
     public GraphTaint Result { get; }
 
+    /// <summary>Summaries and class-wide fields this pass read: when none changed, a rerun would give the same result.</summary>
+    public HashSet<TaintSummary> ReadSummaries { get; } = new();
+
+    public HashSet<ISymbol> ReadFields { get; } = new(SymbolEqualityComparer.Default);
+
+    TaintSummary? Summary(IMethodSymbol method, CancellationToken cancellationToken)
+    {
+        var summary = _analysis.TaintSummaryOf(method, cancellationToken);
+        if (summary is not null) ReadSummaries.Add(summary);
+        return summary;
+    }
+
+    ulong Field(ISymbol field, CancellationToken cancellationToken)
+    {
+        ReadFields.Add(field);
+        return _analysis.FieldTaint(field, cancellationToken);
+    }
+
     public void Run()
     {
         // Slots for everything this graph reads or writes.
@@ -75,7 +93,7 @@ internal sealed class TaintPass
             initial[pair.Value] = pair.Key switch
             {
                 IParameterSymbol p when SymbolEqualityComparer.Default.Equals(p.ContainingSymbol, _graph.Function) => Taint.Parameter(p.Ordinal),
-                IFieldSymbol or IPropertySymbol => _analysis.FieldTaint((ISymbol)pair.Key, _cancellationToken),
+                IFieldSymbol or IPropertySymbol => Field((ISymbol)pair.Key, _cancellationToken),
                 _ => 0,
             };
         }
@@ -293,7 +311,7 @@ internal sealed class TaintPass
                 return value | Pattern(isPattern.Pattern, value);
             }
             case IFlowAnonymousFunctionOperation lambda:
-                return _analysis.SummaryFor(lambda.Symbol).Return & Taint.Rank;
+                return Summary(lambda.Symbol, _cancellationToken)!.Return & Taint.Rank;
             case IReturnOperation { Kind: OperationKind.YieldReturn } yield:
             {
                 var value = Eval(yield.ReturnedValue);
@@ -403,7 +421,7 @@ internal sealed class TaintPass
             case IPropertyReferenceOperation { Property.SetMethod: { } setter } property:
             {
                 Eval(property.Instance);
-                var summary = _analysis.TaintSummaryOf(setter, _cancellationToken);
+                var summary = Summary(setter, _cancellationToken);
                 if (summary is null) break;
                 // The setter's last parameter is the assigned value.
                 int valueOrdinal = setter.Parameters.Length - 1;
@@ -435,7 +453,7 @@ internal sealed class TaintPass
         if (_known.IsRankDependent(symbol)) { Eval(field.Instance); return Taint.Rank; }
         var key = KeyOf(field);
         if (key is not null) return Read(key);
-        return Eval(field.Instance) | _analysis.FieldTaint(symbol.OriginalDefinition, _cancellationToken);
+        return Eval(field.Instance) | Field(symbol.OriginalDefinition, _cancellationToken);
     }
 
     ulong EvalProperty(IPropertyReferenceOperation property)
@@ -448,8 +466,8 @@ internal sealed class TaintPass
         var key = KeyOf(property);
         if (key is not null) return Read(key);
         if (_analysis.Model.IsAutoProperty(symbol))
-            return receiver | _analysis.FieldTaint(symbol.OriginalDefinition, _cancellationToken);
-        if (symbol.GetMethod is { } getter && _analysis.TaintSummaryOf(getter, _cancellationToken) is { } summary)
+            return receiver | Field(symbol.OriginalDefinition, _cancellationToken);
+        if (symbol.GetMethod is { } getter && Summary(getter, _cancellationToken) is { } summary)
             return receiver | Map(summary.Return, property.Arguments, argumentTaints);
         return receiver | args;
     }
@@ -487,7 +505,7 @@ internal sealed class TaintPass
         if (KnownSymbols.IsRankVariableRead(invocation) || _known.IsRankDependent(method)) return Taint.Rank;
         if (_known.IsRankUniform(method)) return 0;
 
-        var summary = _analysis.TaintSummaryOf(method, _cancellationToken);
+        var summary = Summary(method, _cancellationToken);
         if (summary is not null)
         {
             foreach (var argument in invocation.Arguments)

@@ -63,6 +63,8 @@ internal sealed class TypeAnalysis
         }
         if (_units.Count == 0) return;
 
+        // Rerun a graph only while something it read (a summary, a field, a captured local) has changed since.
+        var passes = new Dictionary<FlowGraph, (TaintPass Pass, long Signature)>();
         for (int round = 0; round < 10; round++)
         {
             int before = Version();
@@ -70,9 +72,11 @@ internal sealed class TypeAnalysis
                 for (int g = unit.Unit.Graphs.Count - 1; g >= 0; g--)
                 {
                     var graph = unit.Unit.Graphs[g];
+                    if (passes.TryGetValue(graph, out var last) && Signature(last.Pass, unit) == last.Signature) continue;
                     var pass = new TaintPass(this, unit, graph, cancellationToken);
                     pass.Run();
                     _taints[graph] = pass.Result;
+                    passes[graph] = (pass, Signature(pass, unit));
                 }
             if (Version() == before) break;
         }
@@ -83,11 +87,24 @@ internal sealed class TypeAnalysis
             int before = Version();
             Diagnostics.Clear();
             foreach (var unit in _units)
+            {
+                // The body of a collective implements the protocol; its rank-dependent paths are by design.
+                if (unit.Unit.Member is IMethodSymbol member && Model.Known.IsCollective(member)) continue;
                 foreach (var graph in unit.Unit.Graphs)
                     if (_taints.TryGetValue(graph, out var taint))
                         Diagnostics.AddRange(detector.Check(graph, taint));
+            }
             if (Version() == before) break;
         }
+    }
+
+    long Signature(TaintPass pass, UnitState unit)
+    {
+        long signature = unit.Version;
+        foreach (var summary in pass.ReadSummaries) signature = signature * 31 + summary.Version;
+        foreach (var field in pass.ReadFields)
+            signature = signature * 31 + (long)FieldTaint(field, CancellationToken.None);
+        return signature;
     }
 
     int Version()

@@ -4,6 +4,7 @@ using System.Collections.Immutable;
 using System.Linq;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.Diagnostics;
+using Microsoft.CodeAnalysis.Operations;
 
 namespace VectorLm.Analyzers.TrainerShape;
 
@@ -24,7 +25,8 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
         TrainerShapeDescriptors.TrainerClassShape,
         TrainerShapeDescriptors.AmbiguousTrainer,
         TrainerShapeDescriptors.OptionNameConflict,
-        TrainerShapeDescriptors.UnknownTrainerChoice);
+        TrainerShapeDescriptors.UnknownTrainerChoice,
+        TrainerShapeDescriptors.CollectiveNotIntercepted);
 
     /// <inheritdoc />
     public override void Initialize(AnalysisContext context)
@@ -44,6 +46,7 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
                 AnalyzeTrainer(symbolContext, type);
             }, SymbolKind.NamedType);
             start.RegisterCompilationEndAction(end => AnalyzeProject(end, trainers.ToArray()));
+            start.RegisterOperationAction(AnalyzeCollectiveUse, OperationKind.Invocation, OperationKind.MethodReference);
         });
     }
 
@@ -79,6 +82,31 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
             if (conflict is not null)
                 context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.OptionNameConflict, propertyLocation, property.Name, name, conflict));
         }
+    }
+
+    // The generator intercepts step() and Generate(...) invocations in trainer classes; say when one cannot be.
+    static void AnalyzeCollectiveUse(OperationAnalysisContext context)
+    {
+        var (method, isReference) = context.Operation switch
+        {
+            IInvocationOperation invocation => (invocation.TargetMethod, false),
+            IMethodReferenceOperation reference => (reference.Method, true),
+            _ => (null, false),
+        };
+        if (method is null) return;
+        var compilation = context.Compilation;
+        if (!TrainerShapeRules.IsOptimizerStep(method) && !TrainerShapeRules.IsSamplingGenerate(method, compilation)) return;
+        if (TrainerShapeRules.ContainingTrainer(context.ContainingSymbol) is not { } trainer) return;
+
+        string? reason = null;
+        if (isReference)
+            reason = "it is used as a delegate, and only direct calls are intercepted; call it directly";
+        else if (!compilation.IsSymbolAccessibleWithin(method.ContainingType, compilation.Assembly))
+            reason = $"its receiver type '{method.ContainingType.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat)}' is not " +
+                     "accessible to generated code; make it internal or public, or call it through a variable of an accessible type";
+        if (reason is not null)
+            context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.CollectiveNotIntercepted, context.Operation.Syntax.GetLocation(),
+                method.ContainingType.Name + "." + method.Name, trainer.Name, reason));
     }
 
     static void AnalyzeProject(CompilationAnalysisContext context, INamedTypeSymbol[] trainers)

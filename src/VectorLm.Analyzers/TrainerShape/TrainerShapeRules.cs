@@ -196,6 +196,35 @@ internal static class TrainerShapeRules
         return false;
     }
 
+    /// <summary>True for <c>torch.optim.Optimizer.step(Func&lt;Tensor&gt;)</c> and its overrides (AdamW, SGD...).</summary>
+    public static bool IsOptimizerStep(IMethodSymbol method)
+    {
+        if (method.Name != "step" || method.IsStatic) return false;
+        for (var m = method; m is not null; m = m.OverriddenMethod)
+            if (IsNamed(m.ContainingType, Optimizer) && m.Parameters.Length == 1) return true;
+        return false;
+    }
+
+    /// <summary>True for <c>ISamplingEngine.Generate</c> and a class's implementation of it.</summary>
+    public static bool IsSamplingGenerate(IMethodSymbol method, Compilation compilation)
+    {
+        if (method.Name != "Generate" || method.IsStatic) return false;
+        if (compilation.GetTypeByMetadataName(SamplingEngine) is not { } engine) return false;
+        var generate = engine.GetMembers("Generate").OfType<IMethodSymbol>().FirstOrDefault();
+        if (generate is null) return false;
+        if (SymbolEqualityComparer.Default.Equals(method.OriginalDefinition, generate)) return true;
+        var implementation = method.ContainingType.FindImplementationForInterfaceMember(generate);
+        return SymbolEqualityComparer.Default.Equals(implementation, method);
+    }
+
+    /// <summary>The <c>[DistributedTrainer]</c> class that contains <paramref name="symbol"/> (at any depth), or null.</summary>
+    public static INamedTypeSymbol? ContainingTrainer(ISymbol? symbol)
+    {
+        for (var type = symbol as INamedTypeSymbol ?? symbol?.ContainingType; type is not null; type = type.ContainingType)
+            if (type.GetAttributes().Any(a => a.AttributeClass is { } c && IsNamed(c, DistributedTrainerAttribute))) return type;
+        return null;
+    }
+
     /// <summary>True when the user's source declares an entry point: top-level statements or a static <c>Main</c>.</summary>
     public static bool IsUserEntryPointSyntax(SyntaxNode node) => node switch
     {

@@ -71,6 +71,14 @@ public sealed class PackedDataset
     public static PackedDataset FromTextFile(string path, Tokenizer tokenizer, int sequenceLength) =>
         FromDocuments(File.ReadLines(path).Where(l => !string.IsNullOrWhiteSpace(l)), tokenizer, sequenceLength, path);
 
+    /// <summary>Packs already tokenized text (every token a target); the last window is padded with <paramref name="padId"/>.</summary>
+    public static PackedDataset FromTokenIds(IEnumerable<int> ids, int sequenceLength, int padId = 2, string source = "token ids")
+    {
+        CheckLength(sequenceLength);
+        var tokens = ids.Select(i => (long)i).ToList();
+        return new PackedDataset(tokens, Enumerable.Repeat(true, tokens.Count).ToList(), sequenceLength, padId, source);
+    }
+
     /// <summary>Packs prompt/completion examples; only completion tokens (and the closing <c>&lt;/s&gt;</c>) carry labels.</summary>
     public static PackedDataset FromExamples(IEnumerable<PromptCompletion> examples, Tokenizer tokenizer, int sequenceLength, string source = "examples")
     {

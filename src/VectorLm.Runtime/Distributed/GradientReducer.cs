@@ -25,6 +25,12 @@ internal sealed class GradientReducer
     Bucket[] _buckets = [];
     nint[] _parameterHandles = [];
 
+    /// <summary>
+    /// True once this step's gradients were averaged ahead of the step (so gradient clipping sees the averaged
+    /// gradients, as with PyTorch DDP); the step then does not average them again.
+    /// </summary>
+    public bool AveragedBeforeStep { get; set; }
+
     /// <summary>The reducer of <paramref name="optimizer"/>, made on first use.</summary>
     public static GradientReducer For(optim.Optimizer optimizer) => s_byOptimizer.GetValue(optimizer, _ => new GradientReducer());
 

@@ -27,7 +27,11 @@ public static class CollectiveInterceptors
         {
             var reducer = GradientReducer.For(optimizer);
             var site = new CallSite(member, file, line);
-            if (closure is null) reducer.AverageGradients(ctx, optimizer.parameters(), site);
+            if (closure is null)
+            {
+                if (!reducer.AveragedBeforeStep) reducer.AverageGradients(ctx, optimizer.parameters(), site);
+                reducer.AveragedBeforeStep = false;
+            }
             else
             {
                 // The closure recomputes the gradients (possibly several times, as LBFGS does): average after each run.
@@ -43,6 +47,23 @@ public static class CollectiveInterceptors
         var loss = optimizer.step(closure);
         ctx?.NotifyWeightsChanged();
         return loss;
+    }
+
+    /// <summary>
+    /// Averages the gradients of <paramref name="optimizer"/>'s parameters over ranks now, for code that must see the
+    /// averaged gradients before the step (gradient clipping); the next <see cref="OptimizerStep"/> then steps without
+    /// averaging again. A no-op with world size 1 or outside a trainer.
+    /// </summary>
+    [Collective]
+    public static void AverageGradients(optim.Optimizer optimizer,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        var ctx = TrainerContextScope.Current;
+        if (ctx is not { WorldSize: > 1 }) return;
+        var reducer = GradientReducer.For(optimizer);
+        reducer.AverageGradients(ctx, optimizer.parameters(), new CallSite(member, file, line));
+        reducer.AveragedBeforeStep = true;
     }
 
     /// <summary>Replaces <c>sampler.Generate(...)</c>: weight sync if stale, then the distributed generate.</summary>

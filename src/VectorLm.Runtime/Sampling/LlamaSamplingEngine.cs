@@ -469,7 +469,9 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
     {
         if (_context is not null) return _context;
         var cp = LlamaNative.ContextDefaultParams();
-        cp.ContextSize = (uint)(ContextLength * Options.MaxSequences);   // split evenly: kv_unified off
+        // Split evenly over sequences (kv_unified off); llama.cpp pads each sequence's share to a multiple of 256.
+        int perSequence = (ContextLength + 255) / 256 * 256;
+        cp.ContextSize = (uint)(perSequence * Options.MaxSequences);
         cp.BatchSize = (uint)Options.BatchTokens;
         cp.MicroBatchSize = (uint)Options.BatchTokens;
         cp.MaxSequences = (uint)Options.MaxSequences;

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using TorchSharp;
 using TorchSharp.Modules;
 using VectorLm.Data;
+using VectorLm.Hosting;
 using VectorLm.Models;
 using static TorchSharp.torch;
 
@@ -82,14 +83,19 @@ public sealed class Trainer : IDisposable
         model.train();
     }
 
-    /// <summary>Takes one step on the loader's next batch.</summary>
+    /// <summary>Takes one step on the loader's next batch (a collective under a distributed trainer).</summary>
+    [Collective]
     public StepMetrics Step()
     {
         using var batch = Data.Next();
         return Step(batch);
     }
 
-    /// <summary>Takes one step on <paramref name="batch"/>.</summary>
+    /// <summary>
+    /// Takes one step on <paramref name="batch"/>. Under a distributed trainer (<see cref="TrainerContextScope.Current"/>)
+    /// gradients are averaged over ranks before clipping and the engines made from the context are marked stale.
+    /// </summary>
+    [Collective]
     public StepMetrics Step(Batch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
@@ -101,10 +107,12 @@ public sealed class Trainer : IDisposable
         {
             var lossTensor = Model.Loss(batch.InputIds, batch.Labels);
             lossTensor.backward();
+            // Under a distributed trainer: average over ranks first, so clipping sees what DDP would clip.
+            CollectiveInterceptors.AverageGradients(Optimizer);
             norm = Options.GradClip > 0
                 ? nn.utils.clip_grad_norm_(_parameters, Options.GradClip)
                 : double.NaN;
-            Optimizer.step();
+            CollectiveInterceptors.OptimizerStep(Optimizer, null);
             Optimizer.zero_grad();
             loss = lossTensor.item<float>();
         }
@@ -147,8 +155,12 @@ public sealed class Trainer : IDisposable
                 };
                 File.WriteAllText(Path.Combine(tmp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             }
-            if (Directory.Exists(final)) Directory.Delete(final, recursive: true); // re-saving the same step
+            // Re-saving the same step: move the old copy aside first, so some complete copy always exists.
+            string replaced = final + ".old";
+            if (Directory.Exists(replaced)) Directory.Delete(replaced, recursive: true);
+            if (Directory.Exists(final)) Directory.Move(final, replaced);
             Directory.Move(tmp, final);
+            TryDelete(replaced);
             string latest = Path.Combine(root, LatestFile);
             File.WriteAllText(latest + ".tmp", StepFolderName(StepCount));
             File.Move(latest + ".tmp", latest, overwrite: true);
@@ -181,7 +193,7 @@ public sealed class Trainer : IDisposable
         if (Options.KeepCheckpoints <= 0) return;
         var steps = Directory.GetDirectories(root, "step-*")
             .Select(Path.GetFileName)
-            .Where(n => n is not null && !n.EndsWith(".tmp", StringComparison.Ordinal))
+            .Where(n => n is not null && !n.EndsWith(".tmp", StringComparison.Ordinal) && !n.EndsWith(".old", StringComparison.Ordinal))
             .Order(StringComparer.Ordinal)
             .ToList();
         foreach (var old in steps.Take(Math.Max(0, steps.Count - Options.KeepCheckpoints))) TryDelete(Path.Combine(root, old!));

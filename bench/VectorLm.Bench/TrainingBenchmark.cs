@@ -1,0 +1,129 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using TorchSharp;
+using VectorLm.Data;
+using VectorLm.Models;
+using VectorLm.Training;
+using static TorchSharp.torch;
+
+namespace VectorLm.Bench;
+
+/// <summary>
+/// Training-step time of the SDK's <see cref="Trainer"/> (data loader, schedule, decay groups, clipping) against a
+/// plain TorchSharp loop over the same model (forward, cross-entropy, backward, clip, AdamW, zero_grad), measured
+/// side by side in one process, interleaved, on 2 threads, batch 8 x 128.
+/// </summary>
+public sealed partial class TrainingBenchmark : IBenchmark
+{
+    [LibraryImport("libc", EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int SetEnv(string name, string value, int overwrite);
+
+    public string Name => "training";
+    public string Description => "training step time and tokens/s: SDK Trainer vs plain TorchSharp loop (tiny, ~10M, ~50M)";
+
+    const int Batch = 8, Sequence = 128, Threads = 2;
+
+    static readonly (string Name, LlamaConfig Config, int StepsEach)[] Configs =
+    [
+        ("tiny", LlamaConfig.Tiny, 40),
+        ("10M", new LlamaConfig
+        {
+            VocabSize = 8192, HiddenSize = 256, NumHiddenLayers = 8, NumAttentionHeads = 8, NumKeyValueHeads = 4,
+            IntermediateSize = 768, MaxPositionEmbeddings = 256, RmsNormEps = 1e-5,
+        }, 12),
+        ("50M", new LlamaConfig
+        {
+            VocabSize = 8192, HiddenSize = 512, NumHiddenLayers = 12, NumAttentionHeads = 8, NumKeyValueHeads = 4,
+            IntermediateSize = 1536, MaxPositionEmbeddings = 256, RmsNormEps = 1e-5,
+        }, 6),
+    ];
+
+    public BenchReport Run(string[] args)
+    {
+        // libgomp's spin-waiting threads stall badly when the 2 cores are shared; it reads the policy from the native
+        // environment when libtorch loads, so this must precede the first torch call (--omp-active keeps the default).
+        bool passive = !args.Contains("--omp-active");
+        if (passive && SetEnv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) throw new InvalidOperationException("setenv failed");
+        set_num_threads(Threads);
+        var report = new BenchReport(Name);
+        var only = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToHashSet(); // e.g. "tiny 10M"
+        foreach (var (name, config, stepsEach) in Configs)
+        {
+            if (only.Count > 0 && !only.Contains(name)) continue;
+            var (plainMs, sdkMs, parameters) = Measure(config, stepsEach);
+            double plain = Median(plainMs), sdk = Median(sdkMs);
+            long tokens = Batch * Sequence;
+            report.Add(
+                ("config", name),
+                ("params_M", Math.Round(parameters / 1e6, 2)),
+                ("plain_ms", Math.Round(plain, 2)),
+                ("sdk_ms", Math.Round(sdk, 2)),
+                ("ratio", Math.Round(sdk / plain, 3)),
+                ("plain_tok_s", Math.Round(tokens / plain * 1000)),
+                ("sdk_tok_s", Math.Round(tokens / sdk * 1000)),
+                ("steps_each", plainMs.Count));
+            Console.Error.WriteLine($"{name}: plain {plain:F1} ms, sdk {sdk:F1} ms, ratio {sdk / plain:F3}");
+        }
+        report.Extra["batch"] = Batch;
+        report.Extra["sequence"] = Sequence;
+        report.Extra["threads"] = Threads;
+        report.Extra["omp_wait_policy"] = passive ? "PASSIVE" : "default";
+        report.Extra["load_average_at_end"] = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "";
+        report.Notes.Add($"median step time; {Threads} torch threads; batch {Batch}x{Sequence}; plain and SDK steps alternate one by one after 2 warm-up steps each; ratio = sdk / plain (goal <= 1.05)");
+        report.Notes.Add("both loops train the same LlamaModel; the SDK side adds ShardedDataLoader batches, the cosine schedule, decay/no-decay groups and step metrics");
+        return report;
+    }
+
+    static double Median(List<double> xs)
+    {
+        var s = xs.Order().ToList();
+        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
+    }
+
+    static (List<double> Plain, List<double> Sdk, long Parameters) Measure(LlamaConfig config, int stepsEach)
+    {
+        // Plain TorchSharp: one fixed random batch, one AdamW over all parameters.
+        using var plainModel = LlamaModel.Create(config, seed: 1);
+        plainModel.train();
+        var plainParams = plainModel.parameters().ToList();
+        using var plainOpt = optim.AdamW(plainParams, lr: 1e-3, weight_decay: 0.1);
+        var gen = new Generator(7);
+        using var inputs = randint(0, config.VocabSize, [Batch, Sequence], dtype: ScalarType.Int64, generator: gen);
+        using var labels = randint(0, config.VocabSize, [Batch, Sequence], dtype: ScalarType.Int64, generator: gen);
+
+        void PlainStep()
+        {
+            using var scope = NewDisposeScope();
+            var logits = plainModel.forward(inputs);
+            var loss = nn.functional.cross_entropy(logits.view(-1, config.VocabSize), labels.view(-1), ignore_index: -100);
+            loss.backward();
+            nn.utils.clip_grad_norm_(plainParams, 1.0);
+            plainOpt.step();
+            plainOpt.zero_grad();
+            _ = loss.item<float>();
+        }
+
+        // SDK: the Trainer over a packed dataset of random tokens, sharded loader, schedule, groups.
+        using var sdkModel = LlamaModel.Create(config, seed: 1);
+        var rng = new Random(3);
+        var tokens = Enumerable.Range(0, Batch * Sequence * 16 + 1).Select(_ => rng.Next(config.VocabSize)).ToList();
+        var loader = new ShardedDataLoader(PackedDataset.FromTokenIds(tokens, Sequence), Batch, seed: 0);
+        using var trainer = new Trainer(sdkModel, loader, new TrainerOptions { LearningRate = 1e-3, WarmupSteps = 2, TotalSteps = 1000 });
+
+        for (int i = 0; i < 2; i++) { PlainStep(); trainer.Step(); }
+        var plain = new List<double>();
+        var sdk = new List<double>();
+        for (int i = 0; i < stepsEach; i++)
+        {
+            // Alternate step by step, flipping which goes first, so drift in machine load hits both sides alike.
+            for (int side = 0; side < 2; side++)
+            {
+                bool plainSide = (side == 0) == (i % 2 == 0);
+                long t0 = Stopwatch.GetTimestamp();
+                if (plainSide) PlainStep(); else trainer.Step();
+                (plainSide ? plain : sdk).Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+            }
+        }
+        return (plain, sdk, plainParams.Sum(p => p.numel()));
+    }
+}
