@@ -4,6 +4,7 @@ using TorchSharp;
 using VectorLm.Models;
 using VectorLm.Sampling;
 using VectorLm.Tokenization;
+using VectorLm.Native;
 using static TorchSharp.torch;
 
 namespace VectorLm.Bench;
@@ -93,13 +94,10 @@ public sealed class SamplingBenchmark : IBenchmark
 /// <summary>Benchmark set-up shared by the sampling and hotswap benchmarks.</summary>
 internal static class BenchSetup
 {
-    [DllImport("libc", EntryPoint = "setenv")]
-    static extern int SetNativeEnvironment(string name, string value, int overwrite);
-
     /// <summary>Passive OpenMP waits (spinning threads starve the other loop on 2 cores) and the torch thread count.</summary>
     public static void Prepare(int threads)
     {
-        SetNativeEnvironment("OMP_WAIT_POLICY", "PASSIVE", 1);
+        NativeEnvironment.Set("OMP_WAIT_POLICY", "PASSIVE", overwrite: true);
         torch.set_num_threads(threads);
     }
 

@@ -4,6 +4,7 @@ using TorchSharp;
 using VectorLm.Data;
 using VectorLm.Models;
 using VectorLm.Training;
+using VectorLm.Native;
 using static TorchSharp.torch;
 
 namespace VectorLm.Bench;
@@ -15,9 +16,6 @@ namespace VectorLm.Bench;
 /// </summary>
 public sealed partial class TrainingBenchmark : IBenchmark
 {
-    [LibraryImport("libc", EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int SetEnv(string name, string value, int overwrite);
-
     public string Name => "training";
     public string Description => "training step time and tokens/s: SDK Trainer vs plain TorchSharp loop (tiny, ~10M, ~50M)";
 
@@ -43,7 +41,7 @@ public sealed partial class TrainingBenchmark : IBenchmark
         // libgomp's spin-waiting threads stall badly when the 2 cores are shared; it reads the policy from the native
         // environment when libtorch loads, so this must precede the first torch call (--omp-active keeps the default).
         bool passive = !args.Contains("--omp-active");
-        if (passive && SetEnv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) throw new InvalidOperationException("setenv failed");
+        if (passive) NativeEnvironment.Set("OMP_WAIT_POLICY", "PASSIVE", overwrite: true);
         set_num_threads(Threads);
         var report = new BenchReport(Name);
         var only = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToHashSet(); // e.g. "tiny 10M"

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using TorchSharp;
 using VectorLm.Distributed;
+using VectorLm.Native;
 using static TorchSharp.torch;
 
 namespace VectorLm.Hosting;
@@ -44,6 +45,8 @@ public static class TrainerHost
 
     static int RunRank(LaunchOptions options, Func<TrainerContext, CancellationToken, Task> train)
     {
+        // Before the first torch call: libgomp reads it once, when libtorch loads.
+        NativeEnvironment.PreferPassiveOpenMpWaits();
         ParentWatchdog.StartIfLaunched();
         string who = "";
         using var cts = new CancellationTokenSource();

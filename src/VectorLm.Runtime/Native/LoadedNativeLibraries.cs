@@ -49,10 +49,8 @@ internal static class LoadedNativeLibraries
     {
         if (!OperatingSystem.IsLinux())
             throw new PlatformNotSupportedException($"VectorLm's llama.cpp interop locates {fileName} through /proc/self/maps (Linux only).");
-        // ggml-cpu uses the system libgomp (torch has its own copy), which reads its environment once, when loaded:
-        // passive waits keep idle engine threads from spinning on the cores the trainer computes on. A value the user
-        // set is kept. Environment.SetEnvironmentVariable does not reach native getenv; libc setenv does.
-        SetNativeEnvironment("OMP_WAIT_POLICY", "PASSIVE", overwrite: 0);
+        // ggml-cpu uses the system libgomp (torch has its own copy), which reads its environment once, when loaded.
+        NativeEnvironment.PreferPassiveOpenMpWaits();
         // Forces LLamaSharp's static initialisation: it selects and loads libllama with its ggml dependencies and
         // calls llama_backend_init.
         NativeApi.llama_empty_call();
@@ -60,9 +58,6 @@ internal static class LoadedNativeLibraries
             ?? throw new DllNotFoundException($"LLamaSharp initialised but {fileName} is not mapped into the process; is a LLamaSharp backend package referenced?");
         return NativeLibrary.Load(path);
     }
-
-    [DllImport("libc", EntryPoint = "setenv")]
-    static extern int SetNativeEnvironment(string name, string value, int overwrite);
 
     static IntPtr LoadTorchSharpLibrary()
     {
