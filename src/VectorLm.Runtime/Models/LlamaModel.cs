@@ -224,6 +224,9 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
     readonly ModuleList<LlamaDecoderLayer> layers;
     readonly RmsNorm norm;
     readonly LlamaConfig _config;
+    // cos/sin tables, float32 [max_positions, head_dim]. Plain fields, not buffers: TorchSharp's Module.to(device)
+    // left non-persistent buffers on the CPU (seen on CUDA), so forward moves them to the activations' device itself.
+    Tensor _ropeCos, _ropeSin;
 
     public LlamaBackbone(LlamaConfig config) : base("LlamaModel")
     {
@@ -239,8 +242,8 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
             using var positions = arange(0, config.MaxPositionEmbeddings, dtype: ScalarType.Float64);
             using var freqs = outer(positions, invFreq);
             using var emb = cat([freqs, freqs], -1);
-            register_buffer("rope_cos", emb.cos().to(ScalarType.Float32), persistent: false);
-            register_buffer("rope_sin", emb.sin().to(ScalarType.Float32), persistent: false);
+            _ropeCos = emb.cos().to(ScalarType.Float32).DetachFromDisposeScope();
+            _ropeSin = emb.sin().to(ScalarType.Float32).DetachFromDisposeScope();
         }
         register_module("embed_tokens", embed_tokens);
         register_module("layers", layers);
@@ -248,6 +251,16 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
     }
 
     public override Tensor forward(Tensor inputIds) => forward(inputIds, null);
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _ropeCos.Dispose();
+            _ropeSin.Dispose();
+        }
+        base.Dispose(disposing);
+    }
 
     public Tensor forward(Tensor inputIds, KvCache? cache)
     {
@@ -263,9 +276,15 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
 
         var ids = inputIds.dtype == ScalarType.Int64 ? inputIds : inputIds.to(ScalarType.Int64);
         var h = embed_tokens.forward(ids);
-        // Read the buffers through the module: Module.to(device) replaces them there, not in fields.
-        var cos = get_buffer("rope_cos")!.narrow(0, past, seq).to(h.dtype);
-        var sin = get_buffer("rope_sin")!.narrow(0, past, seq).to(h.dtype);
+        if (_ropeCos.device_type != h.device_type || _ropeCos.device_index != h.device_index)
+        {
+            var (cpuCos, cpuSin) = (_ropeCos, _ropeSin);
+            (_ropeCos, _ropeSin) = (cpuCos.to(h.device), cpuSin.to(h.device));
+            cpuCos.Dispose();
+            cpuSin.Dispose();
+        }
+        var cos = _ropeCos.narrow(0, past, seq).to(h.dtype);
+        var sin = _ropeSin.narrow(0, past, seq).to(h.dtype);
         // Causal masking: SDPA's built-in flag is top-left aligned, which is right only without earlier positions.
         Tensor? mask = null;
         if (past > 0 && seq > 1)
