@@ -682,3 +682,23 @@ public class TopLevelProgramTests
         },
     }.RunAsync();
 }
+
+public class NestedUniformBranchTests
+{
+    [Fact]
+    public Task SameUniformBranchOnBothArmsIsFine() => Verify.Analyzer(Verify.Body("""
+        if (ctx.IsMainRank) { if (step % 2 == 0) sampler.Generate(a); }
+        else { if (step % 2 == 0) sampler.Generate(b); }
+        """));
+
+    [Fact]
+    public Task DifferentUniformBranchesAreReported() => Verify.Analyzer(Verify.Body("""
+        if (ctx.IsMainRank) { if (step % 2 == 0) {|VLM1001:sampler.Generate(a)|}; }
+        else { if (step % 3 == 0) {|VLM1001:sampler.Generate(b)|}; }
+        """));
+
+    [Fact]
+    public Task UniformBranchOnOneArmOnlyIsReported() => Verify.Analyzer(Verify.Body("""
+        if (ctx.IsMainRank) { if (step % 2 == 0) {|VLM1001:ctx.Barrier()|}; } else { Log(); }
+        """));
+}

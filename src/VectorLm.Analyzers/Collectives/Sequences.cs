@@ -15,7 +15,10 @@ internal static class Sequences
     /// The sequence from the start of <paramref name="start"/> to <paramref name="stop"/> (exclusive; -1 for the
     /// function's exit), or null when paths disagree. <paramref name="nodes"/> gets the blocks in between.
     /// </summary>
-    public static string? Region(FlowGraph graph, List<CollectiveSite>[] sites, int start, int stop, out HashSet<int> nodes)
+    public static string? Region(FlowGraph graph, List<CollectiveSite>[] sites, int start, int stop, out HashSet<int> nodes) =>
+        Region(graph, sites, start, stop, out nodes, depth: 0);
+
+    static string? Region(FlowGraph graph, List<CollectiveSite>[] sites, int start, int stop, out HashSet<int> nodes, int depth)
     {
         nodes = new HashSet<int>();
         if (start == stop) return "";
@@ -62,7 +65,11 @@ internal static class Sequences
                     else if (common != succ) { invalid = true; break; }
                 }
                 if (!any && !invalid && graph.Successors[node].Length > 0) continue; // nothing known below yet
-                string? result = invalid ? null : Concat(Own(sites[node]), common ?? "");
+                string? result;
+                if (invalid && Structured(graph, sites, node, stop, value, known, depth) is { } structured)
+                    result = Concat(Own(sites[node]), structured);
+                else
+                    result = invalid ? null : Concat(Own(sites[node]), common ?? "");
                 if (!known.Contains(node))
                 {
                     known.Add(node);
@@ -78,6 +85,32 @@ internal static class Sequences
             }
         }
         return known.Contains(start) ? value[start] : "";
+    }
+
+    /// <summary>
+    /// A branch whose successors disagree, written as "{condition: arm | arm}" followed by what comes after the arms
+    /// meet, so that two copies of the same rank-uniform branch (inside both arms of an outer branch) still compare
+    /// equal. Null for loops (an arm comes back to the branch) and when something below is not yet known.
+    /// </summary>
+    static string? Structured(FlowGraph graph, List<CollectiveSite>[] sites, int node, int stop,
+        Dictionary<int, string?> value, HashSet<int> known, int depth)
+    {
+        if (depth > 6 || graph.Successors[node].Length < 2) return null;
+        int meet = graph.ImmediatePostDominator[node];
+        if (meet < 0) return null;
+        string after;
+        if (meet == stop) after = "";
+        else if (known.Contains(meet) && value[meet] is { } tail) after = tail;
+        else return null;
+        var arms = new List<string>();
+        foreach (int s in graph.Successors[node])
+        {
+            var arm = Region(graph, sites, s, meet, out var armNodes, depth + 1);
+            if (arm is null || armNodes.Contains(node)) return null;
+            arms.Add(arm);
+        }
+        var condition = graph.Block(node).BranchValue?.Syntax.ToString() ?? "?";
+        return Concat("{" + condition + ":" + string.Join("|", arms) + "}", after);
     }
 
     static string Own(List<CollectiveSite> sites)
