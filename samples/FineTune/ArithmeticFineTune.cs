@@ -29,6 +29,9 @@ public partial class ArithmeticFineTune
     /// <summary>Peak learning rate of the warm-up + cosine schedule.</summary>
     [Option] public double LearningRate { get; init; } = 3e-3;
 
+    /// <summary>Largest operand of the additions (9: single digits, learned in a few hundred steps; 99: much harder).</summary>
+    [Option] public int MaxOperand { get; init; } = 9;
+
     /// <summary>Held-out prompts scored at each sampling point.</summary>
     [Option] public int EvalPrompts { get; init; } = 64;
 
@@ -38,9 +41,9 @@ public partial class ArithmeticFineTune
     public void Train(TrainerContext ctx)
     {
         var tokenizer = Tokenizer.ByteLevel();
-        var dataset = PackedDataset.FromExamples(ArithmeticTask.Generate(20_000, seed: 1), tokenizer, sequenceLength: 16);
+        var dataset = PackedDataset.FromExamples(ArithmeticTask.Generate(20_000, seed: 1, MaxOperand), tokenizer, sequenceLength: 16);
         var loader = new ShardedDataLoader(dataset, BatchSize, seed: 1, ctx.Rank, ctx.WorldSize, device: ctx.Device);
-        var evalPrompts = ArithmeticTask.Generate(EvalPrompts, seed: 12345).Select(e => e.Prompt).ToList();
+        var evalPrompts = ArithmeticTask.Generate(EvalPrompts, seed: 12345, MaxOperand).Select(e => e.Prompt).ToList();
 
         using var model = LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
         using var sampler = ctx.CreateSampler(model, tokenizer);
@@ -75,9 +78,9 @@ public partial class ArithmeticFineTune
     static void Report(TrainerContext ctx, int step, double loss, IReadOnlyList<Completion> completions, IReadOnlyList<string> prompts)
     {
         int correct = completions.Count(c => ArithmeticTask.IsCorrect(prompts[c.PromptIndex], c.Samples[0].Text));
-        var first = completions[0].Samples[0];
+        var first = completions[1 % completions.Count].Samples[0];
         if (ctx.IsMainRank)
             Console.WriteLine($"step {step,4}  loss {loss,6:F3}  accuracy {correct,3}/{prompts.Count}  " +
-                $"e.g. {prompts[0]}{first.Text.Trim()}  (engine weights v{first.WeightVersion})");
+                $"e.g. {prompts[1 % prompts.Count]}{first.Text.Trim()}  (engine weights v{first.WeightVersion})");
     }
 }
