@@ -45,7 +45,7 @@ public class RobustnessTests
             .ToList();
         Assert.NotEmpty(files);
         var references = Directory.GetFiles(AppContext.BaseDirectory, "*.dll")
-            .Where(IsManaged)
+            .Where(Verify.IsManaged)
             .Select(p => (MetadataReference)MetadataReference.CreateFromFile(p))
             .Concat(Verify.References)
             .ToImmutableArray();
@@ -112,20 +112,6 @@ public class RobustnessTests
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "VectorLm.sln"))) return dir.FullName;
         throw new InvalidOperationException($"VectorLm.sln not found above {AppContext.BaseDirectory}");
-    }
-
-    static bool IsManaged(string path)
-    {
-        try
-        {
-            using var stream = File.OpenRead(path);
-            using var reader = new System.Reflection.PortableExecutable.PEReader(stream);
-            return reader.HasMetadata;
-        }
-        catch (BadImageFormatException)
-        {
-            return false;
-        }
     }
 }
 

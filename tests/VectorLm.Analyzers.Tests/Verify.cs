@@ -60,7 +60,8 @@ public static class Verify
         return paths.Values.Where(IsManaged).Select(p => (MetadataReference)MetadataReference.CreateFromFile(p)).ToImmutableArray();
     }
 
-    static bool IsManaged(string path)
+    /// <summary>True for a .NET assembly (with metadata), false for a native library of the same folder.</summary>
+    internal static bool IsManaged(string path)
     {
         try
         {
