@@ -2,12 +2,11 @@
 # VectorLm nccl backend on a machine with 2+ GPUs: correctness of every NCCL collective, the 1 GiB all-reduce bus
 # bandwidth against PyTorch's dist.all_reduce in the same run, and the desync check under VECTORLM_DESYNC_DEBUG=1.
 #
-# The GPU machine has no .NET SDK. Build on the dev machine (libtorch must NOT be in the output, so TorchSharp
-# loads the CUDA libtorch of the installed PyTorch):
-#   dotnet publish bench/VectorLm.Bench -c Release -p:VectorLmTorch=none -o artifacts/bench-gpu
-# carry artifacts/bench-gpu and a .NET 10 runtime (unpacked at .dotnet-carry/dotnet), then on the GPU machine:
-#   bench/gpu/nccl.sh artifacts/bench-gpu            # results in bench/results/collectives-nccl.json
-# Environment: DOTNET_ROOT (default: .dotnet-carry/dotnet), PYTHON (default: python3), CUDA_VISIBLE_DEVICES to pick 2 GPUs.
+# The GPU machine has no .NET SDK. On the dev machine, bench/gpu/carry.sh publishes the bench into .device/app with
+# -p:VectorLmTorch=system (no libtorch in the output: TorchSharp loads the installed PyTorch's CUDA libtorch) and packs
+# a .NET runtime; carry .device, then on the GPU machine, from the repository root:
+#   source bench/gpu/env.sh && bash bench/gpu/nccl.sh .device/app   # results in bench/results/collectives-nccl.json
+# Environment: DOTNET_ROOT (default: /tmp/dotnet, where env.sh unpacks it), PYTHON (default: python3), CUDA_VISIBLE_DEVICES to pick 2 GPUs.
 set -euo pipefail
 
 if [[ $# -lt 1 || ! -f "$1/VectorLm.Bench.dll" ]]; then
@@ -19,7 +18,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 export VECTORLM_BENCH_RESULTS=${2:-$REPO/bench/results}
 PYTHON=${PYTHON:-python3}
-export DOTNET_ROOT=${DOTNET_ROOT:-$REPO/.dotnet-carry/dotnet}
+export DOTNET_ROOT=${DOTNET_ROOT:-/tmp/dotnet}
 DOTNET="$DOTNET_ROOT/dotnet"
 [[ -x "$DOTNET" ]] || { echo "no .NET runtime at $DOTNET_ROOT (set DOTNET_ROOT)" >&2; exit 2; }
 
