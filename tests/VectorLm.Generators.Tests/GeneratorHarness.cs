@@ -23,7 +23,15 @@ internal static class GeneratorHarness
             .ToImmutableArray();
 
     /// <summary>The test project's source folder (cases and baselines live there).</summary>
-    public static string ProjectDir([CallerFilePath] string thisFile = "") => Path.GetDirectoryName(thisFile)!;
+    public static string ProjectDir() => Path.Combine(RepositoryRoot(), "tests", "VectorLm.Generators.Tests");
+
+    // Found from the test binary, not [CallerFilePath]: CI builds (ContinuousIntegrationBuild) map source paths to /_/.
+    static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "VectorLm.sln"))) return dir.FullName;
+        throw new InvalidOperationException($"VectorLm.sln not found above {AppContext.BaseDirectory}");
+    }
 
     public static CSharpCompilation Compile(IEnumerable<(string Path, string Text)> sources, OutputKind kind = OutputKind.ConsoleApplication, string assemblyName = "TrainerCase") =>
         CSharpCompilation.Create(assemblyName,
