@@ -135,6 +135,35 @@ public class DataParallelTests
     }
 
     [Fact]
+    public void A_step_with_a_closure_consumes_AverageGradients_so_the_next_plain_step_averages_again()
+    {
+        var perRank = new Tensor[2][];
+        LocalGroup.Run(2, ctx =>
+        {
+            using var scope = TrainerContextScope.Enter(ctx);
+            var model = Model();
+            var opt = optim.SGD(model.parameters(), 0.1);
+            Tensor Loss(int step)
+            {
+                var (x, y) = Data(step);
+                Tensor Rows(Tensor t) => t.narrow(0, ctx.Rank * Batch / 2, Batch / 2);
+                return nn.functional.mse_loss(model.forward(Rows(x)), Rows(y));
+            }
+            opt.zero_grad();
+            Loss(0).backward();
+            CollectiveInterceptors.AverageGradients(opt);
+            CollectiveInterceptors.OptimizerStep(opt, () => { opt.zero_grad(); var l = Loss(0); l.backward(); return l; });
+            // Each rank sees other rows here: only an averaging step keeps the ranks' parameters identical.
+            opt.zero_grad();
+            Loss(1).backward();
+            CollectiveInterceptors.OptimizerStep(opt, null);
+            perRank[ctx.Rank] = model.parameters().Select(p => p.detach().clone()).ToArray();
+        });
+        for (int i = 0; i < perRank[0].Length; i++)
+            Assert.Equal(perRank[0][i].bytes.ToArray(), perRank[1][i].bytes.ToArray());
+    }
+
+    [Fact]
     public void A_parameter_without_gradient_on_every_rank_keeps_a_null_gradient()
     {
         var grads = new Tensor?[2][];

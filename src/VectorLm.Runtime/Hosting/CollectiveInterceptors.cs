@@ -27,10 +27,11 @@ public static class CollectiveInterceptors
         {
             var reducer = GradientReducer.For(optimizer);
             var site = new CallSite(member, file, line);
+            bool averagedAlready = reducer.AveragedBeforeStep;
+            reducer.AveragedBeforeStep = false; // consumed by this step, whichever form it takes
             if (closure is null)
             {
-                if (!reducer.AveragedBeforeStep) reducer.AverageGradients(ctx, optimizer.parameters(), site);
-                reducer.AveragedBeforeStep = false;
+                if (!averagedAlready) reducer.AverageGradients(ctx, optimizer.parameters(), site);
             }
             else
             {
