@@ -278,10 +278,12 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
         var h = embed_tokens.forward(ids);
         if (_ropeCos.device_type != h.device_type || _ropeCos.device_index != h.device_index)
         {
-            var (cpuCos, cpuSin) = (_ropeCos, _ropeSin);
-            (_ropeCos, _ropeSin) = (cpuCos.to(h.device), cpuSin.to(h.device));
-            cpuCos.Dispose();
-            cpuSin.Dispose();
+            // Detached: forward often runs inside a caller's DisposeScope (Trainer.Step), which must not free the tables.
+            var (oldCos, oldSin) = (_ropeCos, _ropeSin);
+            _ropeCos = oldCos.to(h.device).DetachFromDisposeScope();
+            _ropeSin = oldSin.to(h.device).DetachFromDisposeScope();
+            oldCos.Dispose();
+            oldSin.Dispose();
         }
         var cos = _ropeCos.narrow(0, past, seq).to(h.dtype);
         var sin = _ropeSin.narrow(0, past, seq).to(h.dtype);
