@@ -265,16 +265,11 @@ internal sealed class TaintPass
                 Assign(assignment.Target, value);
                 return value;
             }
-            case ICompoundAssignmentOperation compound:
+            case IAssignmentOperation combining when combining is ICompoundAssignmentOperation or ICoalesceAssignmentOperation:
             {
-                var value = Eval(compound.Target) | Eval(compound.Value) | _control;
-                Assign(compound.Target, value);
-                return value;
-            }
-            case ICoalesceAssignmentOperation coalesce:
-            {
-                var value = Eval(coalesce.Target) | Eval(coalesce.Value) | _control;
-                Assign(coalesce.Target, value);
+                // x op= v and x ??= v: the result depends on the old value of x too.
+                var value = Eval(combining.Target) | Eval(combining.Value) | _control;
+                Assign(combining.Target, value);
                 return value;
             }
             case IIncrementOrDecrementOperation increment:
