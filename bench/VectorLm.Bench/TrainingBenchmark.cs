@@ -45,12 +45,16 @@ public sealed partial class TrainingBenchmark : IBenchmark
         bool passive = !args.Contains("--omp-active");
         if (passive) NativeEnvironment.Set("OMP_WAIT_POLICY", "PASSIVE", overwrite: true);
         set_num_threads(Threads);
-        var report = new BenchReport(Name);
-        var only = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToHashSet(); // e.g. "tiny 10M"
+        // --device cuda: the same comparison on the GPU (results in training-cuda.json, beside the CPU ones).
+        int deviceAt = Array.IndexOf(args, "--device");
+        var device = deviceAt >= 0 && deviceAt + 1 < args.Length ? torch.device(args[deviceAt + 1]) : CPU;
+        var report = new BenchReport(device.type == DeviceType.CPU ? Name : $"{Name}-{device.type.ToString().ToLowerInvariant()}");
+        var only = args.Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && !(i > 0 && args[i - 1] == "--device"))
+            .ToHashSet(); // e.g. "tiny 10M"
         foreach (var (name, config, stepsEach) in Configs)
         {
             if (only.Count > 0 && !only.Contains(name)) continue;
-            var (plainMs, sdkMs, parameters) = Measure(config, stepsEach);
+            var (plainMs, sdkMs, parameters) = Measure(config, stepsEach, device);
             double plain = Median(plainMs), sdk = Median(sdkMs);
             long tokens = Batch * Sequence;
             report.Add(
@@ -67,6 +71,7 @@ public sealed partial class TrainingBenchmark : IBenchmark
         report.Extra["batch"] = Batch;
         report.Extra["sequence"] = Sequence;
         report.Extra["threads"] = Threads;
+        report.Extra["device"] = device.ToString();
         report.Extra["omp_wait_policy"] = passive ? "PASSIVE" : "default";
         report.Extra["load_average_at_end"] = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "";
         report.Notes.Add($"median step time; {Threads} torch threads; batch {Batch}x{Sequence}; plain and SDK steps alternate one by one after {WarmupSteps} warm-up steps each; ratio = sdk / plain (goal <= 1.05)");
@@ -80,16 +85,16 @@ public sealed partial class TrainingBenchmark : IBenchmark
         return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
     }
 
-    static (List<double> Plain, List<double> Sdk, long Parameters) Measure(LlamaConfig config, int stepsEach)
+    static (List<double> Plain, List<double> Sdk, long Parameters) Measure(LlamaConfig config, int stepsEach, Device device)
     {
         // Plain TorchSharp: one fixed random batch, one AdamW over all parameters.
-        using var plainModel = LlamaModel.Create(config, seed: 1);
+        using var plainModel = LlamaModel.Create(config, device, seed: 1);
         plainModel.train();
         var plainParams = plainModel.parameters().ToList();
         using var plainOpt = optim.AdamW(plainParams, lr: 1e-3, weight_decay: 0.1);
         var gen = new Generator(7);
-        using var inputs = randint(0, config.VocabSize, [Batch, Sequence], dtype: ScalarType.Int64, generator: gen);
-        using var labels = randint(0, config.VocabSize, [Batch, Sequence], dtype: ScalarType.Int64, generator: gen);
+        using var inputs = randint(0, config.VocabSize, [Batch, Sequence], dtype: ScalarType.Int64, generator: gen).to(device);
+        using var labels = randint(0, config.VocabSize, [Batch, Sequence], dtype: ScalarType.Int64, generator: gen).to(device);
 
         void PlainStep()
         {
@@ -104,10 +109,10 @@ public sealed partial class TrainingBenchmark : IBenchmark
         }
 
         // SDK: the Trainer over a packed dataset of random tokens, sharded loader, schedule, groups.
-        using var sdkModel = LlamaModel.Create(config, seed: 1);
+        using var sdkModel = LlamaModel.Create(config, device, seed: 1);
         var rng = new Random(3);
         var tokens = Enumerable.Range(0, Batch * Sequence * 16 + 1).Select(_ => rng.Next(config.VocabSize)).ToList();
-        var loader = new ShardedDataLoader(PackedDataset.FromTokenIds(tokens, Sequence), Batch, seed: 0);
+        var loader = new ShardedDataLoader(PackedDataset.FromTokenIds(tokens, Sequence), Batch, seed: 0, device: device);
         using var trainer = new Trainer(sdkModel, loader, new TrainerOptions { LearningRate = 1e-3, WarmupSteps = 2, TotalSteps = 1000 });
 
         for (int i = 0; i < WarmupSteps; i++) { PlainStep(); trainer.Step(); }
