@@ -49,6 +49,23 @@ public abstract class EngineContractTests
     }
 
     [Fact]
+    public void Sixteen_bit_weights_decode_finite_log_probs_close_to_f32()
+    {
+        using var model = new ReferenceLlama(ReferenceLlama.TinyArch(), 19);
+        using var engine = Create(model, Options(type: EngineWeightType.BF16));
+        foreach (var completion in engine.Generate(Prompts, SamplingParams.Greedy(8)))
+        {
+            var sample = completion.Samples[0];
+            var prompt = engine.TokenizePrompt(Prompts[completion.PromptIndex]);
+            using var _ = torch.no_grad();
+            var ids = prompt.Concat(sample.TokenIds).Select(t => (long)t).ToArray();
+            var logp = model.Forward(torch.tensor(ids, [1, ids.Length])).log_softmax(-1);
+            for (int t = 0; t < sample.TokenIds.Count; t++)
+                Assert.Equal(logp[0, prompt.Length - 1 + t, sample.TokenIds[t]].item<float>(), sample.LogProbs[t], 0.1f);
+        }
+    }
+
+    [Fact]
     public void Samples_do_not_depend_on_batch_composition()
     {
         using var model = new ReferenceLlama(ReferenceLlama.TinyArch(), 21);

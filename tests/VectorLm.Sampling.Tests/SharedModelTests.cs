@@ -11,12 +11,16 @@ public class SharedModelTests
     static readonly EngineOptions Small = new() { ContextLength = 64, MaxSequences = 4, BatchTokens = 64, Threads = 1 };
 
     [Theory]
-    [InlineData(EngineWeightType.F32)]
-    [InlineData(EngineWeightType.F16)]
-    public void CreateSampler_passes_the_parity_gate_on_the_tiny_model(EngineWeightType type)
+    [InlineData(EngineWeightType.F32, SamplingBackend.LlamaCpp)]
+    [InlineData(EngineWeightType.F16, SamplingBackend.LlamaCpp)]
+    [InlineData(EngineWeightType.F32, SamplingBackend.Torch)]
+    [InlineData(EngineWeightType.BF16, SamplingBackend.Torch)]
+    [InlineData(EngineWeightType.F16, SamplingBackend.Torch)]
+    public void CreateSampler_passes_the_parity_gate_on_the_tiny_model(EngineWeightType type, SamplingBackend backend)
     {
         using var model = LlamaModel.Create(LlamaConfig.Tiny, seed: 3);
-        using var engine = TrainerContext.SingleProcess().CreateSampler(model, Tokenizer.ByteLevel(), Small with { WeightType = type });
+        using var engine = TrainerContext.SingleProcess().CreateSampler(model, Tokenizer.ByteLevel(), Small with { WeightType = type, Backend = backend });
+        Assert.IsType(backend == SamplingBackend.Torch ? typeof(TorchSamplingEngine) : typeof(LlamaSamplingEngine), engine);
         var report = engine.CheckParity();
         Assert.True(report.Relative <= (type == EngineWeightType.F32 ? 1e-3f : 5e-2f), report.ToString());
     }
@@ -41,12 +45,14 @@ public class SharedModelTests
         Assert.True(multiPieceTexts > 100, "the random texts should exercise merged pieces, not only bytes");
     }
 
-    [Fact]
-    public void Greedy_generation_matches_the_models_own_greedy_decode()
+    [Theory]
+    [InlineData(SamplingBackend.LlamaCpp)]
+    [InlineData(SamplingBackend.Torch)]
+    public void Greedy_generation_matches_the_models_own_greedy_decode(SamplingBackend backend)
     {
         using var model = LlamaModel.Create(LlamaConfig.Tiny, seed: 5);
         var tokenizer = Tokenizer.ByteLevel();
-        using var engine = TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small with { WeightType = EngineWeightType.F32 });
+        using var engine = TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small with { WeightType = EngineWeightType.F32, Backend = backend });
         var prompt = "Hello, wörld";
         var sample = engine.Generate([prompt], SamplingParams.Greedy(10))[0].Samples[0];
         var ids = engine.TokenizePrompt(prompt).Select(i => (long)i).ToList();
@@ -59,13 +65,16 @@ public class SharedModelTests
         Assert.Equal(ids.Skip(ids.Count - 10).Select(i => (int)i), sample.TokenIds);
     }
 
-    [Fact]
-    public void An_optimizer_step_reaches_the_engine_and_the_swap_matches_a_fresh_sampler()
+    [Theory]
+    [InlineData(SamplingBackend.LlamaCpp)]
+    [InlineData(SamplingBackend.Torch)]
+    public void An_optimizer_step_reaches_the_engine_and_the_swap_matches_a_fresh_sampler(SamplingBackend backend)
     {
         using var model = LlamaModel.Create(LlamaConfig.Tiny, seed: 6);
         var tokenizer = Tokenizer.ByteLevel();
         var ctx = TrainerContext.SingleProcess();
-        using var engine = ctx.CreateSampler(model, tokenizer, Small);
+        var options = Small with { Backend = backend };
+        using var engine = ctx.CreateSampler(model, tokenizer, options);
         var before = engine.Generate(["abc"], SamplingParams.Greedy(8))[0].Samples[0];
 
         var optimizer = torch.optim.SGD(model.parameters(), 0.5);
@@ -78,10 +87,22 @@ public class SharedModelTests
         var after = engine.Generate(["abc"], SamplingParams.Greedy(8))[0].Samples[0];
         Assert.Equal(0, before.WeightVersion);
         Assert.Equal(1, after.WeightVersion);
-        using var fresh = ctx.CreateSampler(model, tokenizer, Small);
+        using var fresh = ctx.CreateSampler(model, tokenizer, options);
         var expected = fresh.Generate(["abc"], SamplingParams.Greedy(8))[0].Samples[0];
         Assert.Equal(expected.TokenIds, after.TokenIds);
         Assert.Equal(expected.LogProbs, after.LogProbs);
         Assert.NotEqual(before.LogProbs, after.LogProbs);
+    }
+
+    [Fact]
+    public void Auto_picks_llama_cpp_on_the_cpu_and_torch_on_cuda()
+    {
+        Assert.Equal(SamplingBackend.LlamaCpp, SamplerExtensions.ResolveBackend(SamplingBackend.Auto, torch.CPU));
+        Assert.Equal(SamplingBackend.Torch, SamplerExtensions.ResolveBackend(SamplingBackend.Auto, new Device(DeviceType.CUDA, 0)));
+        Assert.Equal(SamplingBackend.Torch, SamplerExtensions.ResolveBackend(SamplingBackend.Torch, torch.CPU));
+        Assert.Equal(SamplingBackend.LlamaCpp, SamplerExtensions.ResolveBackend(SamplingBackend.LlamaCpp, new Device(DeviceType.CUDA, 0)));
+        using var model = LlamaModel.Create(LlamaConfig.Tiny, seed: 7);
+        using var engine = TrainerContext.SingleProcess().CreateSampler(model, Tokenizer.ByteLevel(), Small with { ParityCheck = ParityCheckMode.Never });
+        Assert.IsType<LlamaSamplingEngine>(engine);
     }
 }

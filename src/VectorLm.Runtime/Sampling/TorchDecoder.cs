@@ -156,7 +156,8 @@ internal sealed class TorchDecoder : IDisposable
         try
         {
             for (int i = 0; i < cache.Length; i++)
-                cache[i] = empty([2, Slots, _a.KvHeadCount, ContextLength, _a.HeadDim], DType, Device).DetachFromDisposeScope();
+                // Zeros, not empty: masked positions get weight 0, and 0 x NaN garbage would still be NaN.
+                cache[i] = zeros([2, Slots, _a.KvHeadCount, ContextLength, _a.HeadDim], DType, Device).DetachFromDisposeScope();
         }
         catch
         {
