@@ -164,6 +164,10 @@ public abstract class EngineContractTests
         Assert.Equal([2], sample.TokenIds);
         Assert.Equal("", sample.Text);
         Assert.True(sample.LogProbs[0] > -1e-3f);
+
+        var ignoring = engine.Generate(["abc"], SamplingParams.Greedy(5) with { IgnoreEos = true })[0].Samples[0];
+        Assert.Equal(FinishReason.Length, ignoring.FinishReason);
+        Assert.Equal([2, 2, 2, 2, 2], ignoring.TokenIds);
     }
 
     [Fact]

@@ -140,7 +140,7 @@ internal static class GenerateContract
     public static FinishReason? Finish(ITokenCodec codec, List<int> generated, int fed, int contextLength, SamplingParams p, out string? text)
     {
         text = null;
-        if (generated[^1] == codec.EosId)
+        if (generated[^1] == codec.EosId && !p.IgnoreEos)
         {
             text = codec.Decode(generated.Take(generated.Count - 1).ToArray());
             return FinishReason.EndOfSequence;

@@ -33,6 +33,8 @@ internal sealed class TorchDecoder : IDisposable
     readonly Tensor _embed, _head, _headT, _finalNorm, _rope;
     readonly List<Tensor> _owned = new();
     Tensor[]? _cache;   // per layer [2, Slots, KV, Context, D]
+    Tensor[]? _cacheRows;   // per layer, the same memory as rows [2·Slots·KV·Context, D] (decode writes)
+    (int Batch, int Span, Tensor[] Keys, Tensor[] Values)? _spanViews;   // per layer, the attended part of the cache
 
     public TorchDecoder(LlamaArchitecture arch, Device device, ScalarType dtype, int contextLength, int slots)
     {
@@ -165,14 +167,36 @@ internal sealed class TorchDecoder : IDisposable
             throw;
         }
         _cache = cache;
+        _cacheRows = cache.Select(c => c.view(-1, _a.HeadDim).DetachFromDisposeScope()).ToArray();
     }
 
     /// <summary>Frees the KV cache.</summary>
     public void ReleaseCache()
     {
         if (_cache is null) return;
-        foreach (var t in _cache) t.Dispose();
+        DropSpanViews();
+        foreach (var t in _cacheRows!.Concat(_cache)) t.Dispose();
         _cache = null;
+        _cacheRows = null;
+    }
+
+    void DropSpanViews()
+    {
+        if (_spanViews is not { } views) return;
+        foreach (var t in views.Keys.Concat(views.Values)) t.Dispose();
+        _spanViews = null;
+    }
+
+    // Keys/values of the first batch slots and span positions, per layer; kept while a chunk reuses them.
+    (Tensor[] Keys, Tensor[] Values) SpanViews(int batch, int span)
+    {
+        if (_spanViews is { } v && v.Batch == batch && v.Span == span) return (v.Keys, v.Values);
+        DropSpanViews();
+        Tensor View(Tensor cache, int half) => cache[half].narrow(0, 0, batch).narrow(2, 0, span).DetachFromDisposeScope();
+        var keys = _cache!.Select(c => View(c, 0)).ToArray();
+        var values = _cache!.Select(c => View(c, 1)).ToArray();
+        _spanViews = (batch, span, keys, values);
+        return (keys, values);
     }
 
     /// <summary>Rotary factors of <paramref name="positions"/> [n] (int64): complex64 [n, D/2].</summary>
@@ -210,18 +234,16 @@ internal sealed class TorchDecoder : IDisposable
         var a = _a;
         int d = a.HeadDim;
         var x = _embed.index_select(0, tokens);
+        var (keys, values) = SpanViews(batch, span);
         for (int i = 0; i < _layers.Length; i++)
         {
             var l = _layers[i];
-            var cache = _cache![i];
             var qkv = Norm(x, l.InputNorm).matmul(l.QkvT);                              // [B, (H + 2KV)·D]
             Rope(qkv.narrow(1, 0, _qDim + _kvDim).view(batch, a.HeadCount + a.KvHeadCount, d), freqs);
-            cache.view(-1, d).index_put_(qkv.narrow(1, _qDim, 2 * _kvDim).view(batch, 2, a.KvHeadCount, d), kvRows);
+            _cacheRows![i].index_put_(qkv.narrow(1, _qDim, 2 * _kvDim).view(batch, 2, a.KvHeadCount, d), kvRows);
             // Grouped-query attention without repeating K/V: the G query heads of a KV head are its G "query rows".
             var q = qkv.narrow(1, 0, _qDim).view(batch, a.KvHeadCount, _groups, d);
-            var k = cache[0].narrow(0, 0, batch).narrow(2, 0, span);
-            var v = cache[1].narrow(0, 0, batch).narrow(2, 0, span);
-            var attn = F.scaled_dot_product_attention(q, k, v, mask);
+            var attn = F.scaled_dot_product_attention(q, keys[i], values[i], mask);
             x = addmm(x, attn.reshape(batch, _qDim), l.OT, 1, 1);
             x = addmm(x, Mlp(x, l), l.DownT, 1, 1);
         }
