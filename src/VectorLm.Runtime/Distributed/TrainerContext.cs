@@ -178,6 +178,22 @@ public sealed class TrainerContext : IDisposable
     }
 
     /// <summary>
+    /// Overwrites <paramref name="parameters"/> with rank 0's values on every rank, as PyTorch's DDP does when it wraps
+    /// a model. The SDK's optimizer builders (<see cref="Training.Optimizers.AdamW"/>, <see cref="Training.Trainer"/>)
+    /// do this for you; call it after building an optimizer another way, before the first forward. Samplers made from
+    /// this context are marked stale.
+    /// </summary>
+    [Collective]
+    public void BroadcastParameters(IEnumerable<TorchSharp.Modules.Parameter> parameters,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        if (WorldSize == 1) return;
+        ParameterBroadcast.FromRank0(this, parameters, new CallSite(member, file, line));
+        NotifyWeightsChanged();
+    }
+
+    /// <summary>
     /// Registers a callback run after every optimizer step the runtime performs for this context, so samplers
     /// created from it know their weights are stale. Returns a handle that unregisters it.
     /// </summary>

@@ -192,8 +192,9 @@ public sealed class KvCache : IDisposable
     {
         long t = k.shape[2];
         if (k.shape[0] != BatchSize) throw new ArgumentException($"batch of {k.shape[0]} does not match the cache's {BatchSize}");
-        Keys[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], k.dtype, k.device);
-        Values[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], v.dtype, v.device);
+        // Made on first use, often inside a caller's per-token DisposeScope: detached, they live as long as the cache.
+        Keys[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], k.dtype, k.device).DetachFromDisposeScope();
+        Values[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], v.dtype, v.device).DetachFromDisposeScope();
         using (no_grad())
         {
             Keys[layer]!.narrow(2, Length, t).copy_(k);

@@ -1,5 +1,7 @@
+using System.Runtime.CompilerServices;
 using TorchSharp;
 using TorchSharp.Modules;
+using VectorLm.Hosting;
 using static TorchSharp.torch;
 
 namespace VectorLm.Training;
@@ -17,10 +19,19 @@ public static class Optimizers
     /// <summary>
     /// AdamW with two groups: decayed matrices (group 0) and undecayed norms/biases/1-D parameters (group 1).
     /// </summary>
+    /// <remarks>
+    /// Under a distributed trainer (<see cref="TrainerContextScope.Current"/> with more than one rank) this is where the
+    /// model meets the job: every parameter of <paramref name="module"/> is overwritten with rank 0's value before the
+    /// optimizer is returned (a collective), as PyTorch's DDP does at construction, so every rank starts from the same
+    /// weights before the first forward. The optimizer's state is kept out of the caller's <c>DisposeScope</c>.
+    /// </remarks>
+    [Collective]
     public static AdamW AdamW(nn.Module module, double learningRate, double weightDecay = 0.1,
-        double beta1 = 0.9, double beta2 = 0.95, double eps = 1e-8)
+        double beta1 = 0.9, double beta2 = 0.95, double eps = 1e-8,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         ArgumentNullException.ThrowIfNull(module);
+        TrainerContextScope.Current?.BroadcastParameters(module.parameters(), member, file, line);
         var named = module.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         var decay = named.Where(p => Decays(p.name, p.parameter)).Select(p => p.parameter).ToList();
         var noDecay = named.Where(p => !Decays(p.name, p.parameter)).Select(p => p.parameter).ToList();
@@ -29,6 +40,14 @@ public static class Optimizers
             new(decay, learningRate, beta1, beta2, eps, weightDecay, false, false),
             new(noDecay, learningRate, beta1, beta2, eps, 0.0, false, false),
         };
-        return optim.AdamW(groups.Where(g => g.Parameters.Any()), learningRate, beta1, beta2, eps, weightDecay);
+        var optimizer = optim.AdamW(groups.Where(g => g.Parameters.Any()), learningRate, beta1, beta2, eps, weightDecay);
+        // TorchSharp makes the moment buffers in the constructor, inside whatever DisposeScope is open.
+        foreach (var state in optimizer.state_dict().State.OfType<AdamW.State>())
+        {
+            state.exp_avg.DetachFromDisposeScope();
+            state.exp_avg_sq.DetachFromDisposeScope();
+            state.max_exp_avg_sq?.DetachFromDisposeScope();
+        }
+        return optimizer;
     }
 }
