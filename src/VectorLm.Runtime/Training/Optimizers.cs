@@ -23,7 +23,7 @@ public static class Optimizers
     /// Under a distributed trainer (<see cref="TrainerContextScope.Current"/> with more than one rank) this is where the
     /// model meets the job: every parameter of <paramref name="module"/> is overwritten with rank 0's value before the
     /// optimizer is returned (a collective), as PyTorch's DDP does at construction, so every rank starts from the same
-    /// weights before the first forward. The optimizer's state is kept out of the caller's <c>DisposeScope</c>.
+    /// weights before the first forward.
     /// </remarks>
     [Collective]
     public static AdamW AdamW(nn.Module module, double learningRate, double weightDecay = 0.1,
@@ -40,14 +40,7 @@ public static class Optimizers
             new(decay, learningRate, beta1, beta2, eps, weightDecay, false, false),
             new(noDecay, learningRate, beta1, beta2, eps, 0.0, false, false),
         };
-        var optimizer = optim.AdamW(groups.Where(g => g.Parameters.Any()), learningRate, beta1, beta2, eps, weightDecay);
-        // TorchSharp makes the moment buffers in the constructor, inside whatever DisposeScope is open.
-        foreach (var state in optimizer.state_dict().State.OfType<AdamW.State>())
-        {
-            state.exp_avg.DetachFromDisposeScope();
-            state.exp_avg_sq.DetachFromDisposeScope();
-            state.max_exp_avg_sq?.DetachFromDisposeScope();
-        }
-        return optimizer;
+        // TorchSharp detaches the moment buffers it makes here from any open DisposeScope itself.
+        return optim.AdamW(groups.Where(g => g.Parameters.Any()), learningRate, beta1, beta2, eps, weightDecay);
     }
 }
