@@ -64,19 +64,19 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         }
 
         Span<byte> rankBytes = stackalloc byte[4];
-        var listener = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = true };
+        var security = store.Security;
+        // Advertise the address this host reaches the store from: the interface other nodes can reach too.
+        // VECTORLM_HOST_ADDR overrides it, e.g. when the hostname resolves to 127.0.1.1 on the master node.
+        var local = Environment.GetEnvironmentVariable(HostAddrVariable) is { Length: > 0 } configured
+            ? IPAddress.TryParse(configured, out var parsed) ? parsed
+                : throw new DistributedException($"{HostAddrVariable}='{configured}' is not an IP address")
+            : store.LocalAddress;
+        if (local.IsIPv4MappedToIPv6) local = local.MapToIPv4();
+        // Listen on that address only (all interfaces when asked), and only while the group forms.
+        var listener = SocketIO.Listen(local.ToString(), 0, security.BindAllInterfaces, worldSize, $"rank {rank}'s listener")[0];
         var peers = new Socket?[worldSize];
         try
         {
-            listener.Bind(new IPEndPoint(IPAddress.IPv6Any, 0));
-            listener.Listen(worldSize);
-            // Advertise the address this host reaches the store from: the interface other nodes can reach too.
-            // VECTORLM_HOST_ADDR overrides it, e.g. when the hostname resolves to 127.0.1.1 on the master node.
-            var local = Environment.GetEnvironmentVariable(HostAddrVariable) is { Length: > 0 } configured
-                ? IPAddress.TryParse(configured, out var parsed) ? parsed
-                    : throw new DistributedException($"{HostAddrVariable}='{configured}' is not an IP address")
-                : store.LocalAddress;
-            if (local.IsIPv4MappedToIPv6) local = local.MapToIPv4();
             int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
             store.Set($"{prefix}/addr/{rank}", new IPEndPoint(local, port).ToString());
 
@@ -85,40 +85,26 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
 
             for (int r = 0; r < rank; r++)
             {
-                var s = new Socket(SocketType.Stream, ProtocolType.Tcp);
-                Configure(s, collectiveTimeout);
+                Socket s;
                 try
                 {
                     using var cts = new CancellationTokenSource(joinTimeout);
-                    s.ConnectAsync(IPEndPoint.Parse(addresses[r]), cts.Token).AsTask().GetAwaiter().GetResult();
+                    var endpoint = IPEndPoint.Parse(addresses[r]);
+                    s = SocketIO.Connect([endpoint.Address], endpoint.Port, cts.Token);
                 }
                 catch (Exception e) when (e is SocketException or OperationCanceledException)
                 {
-                    s.Dispose();
                     throw new DistributedException(
                         $"rank {rank} could not connect to rank {r} at {addresses[r]}: {(e is SocketException se ? se.SocketErrorCode : "timed out")}. " +
                         $"If that address is not reachable from this host, set {HostAddrVariable} on rank {r} to one that is.", e);
                 }
+                peers[r] = s;
+                Configure(s, collectiveTimeout);
+                security.Introduce(s, JobSecurity.PeerMagic, $"rank {r}", joinTimeout);
                 BinaryPrimitives.WriteInt32LittleEndian(rankBytes, rank);
                 SocketIO.SendAll(s, rankBytes, $"rank {r}");
-                peers[r] = s;
             }
-            listener.ReceiveTimeout = (int)joinTimeout.TotalMilliseconds;
-            for (int i = rank + 1; i < worldSize; i++)
-            {
-                if (!listener.Poll(joinTimeout, SelectMode.SelectRead))
-                {
-                    var missing = Enumerable.Range(rank + 1, worldSize - rank - 1).Where(r => peers[r] is null);
-                    throw new DistributedException($"rank {rank}: ranks {string.Join(", ", missing)} did not connect within {joinTimeout.TotalSeconds:0.#} s");
-                }
-                var s = listener.Accept();
-                Configure(s, collectiveTimeout);
-                SocketIO.ReceiveExactly(s, rankBytes, "a connecting rank");
-                int r = BinaryPrimitives.ReadInt32LittleEndian(rankBytes);
-                if (r <= rank || r >= worldSize || peers[r] is not null)
-                    throw new DistributedException($"rank {rank}: unexpected connection claiming rank {r}");
-                peers[r] = s;
-            }
+            AcceptHigherRanks(listener, peers, rank, worldSize, collectiveTimeout, joinTimeout, security);
         }
         catch
         {
@@ -133,6 +119,46 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         group.Barrier(new CallSite("rendezvous", nameof(TcpProcessGroup), 0));
         group.Sequence = 0; // users count their own collectives from 0
         return group;
+    }
+
+    // Takes connections until every higher rank is in; a connection with a wrong hello or rank is logged and
+    // dropped (a port scanner must not end the job), the join timeout still applies.
+    static void AcceptHigherRanks(Socket listener, Socket?[] peers, int rank, int worldSize, TimeSpan collectiveTimeout, TimeSpan joinTimeout, JobSecurity security)
+    {
+        Span<byte> rankBytes = stackalloc byte[4];
+        var log = new JobSecurity.ThrottledLog(security.LogOrStderr);
+        var deadline = DateTime.UtcNow + joinTimeout;
+        while (Enumerable.Range(rank + 1, worldSize - rank - 1).Any(r => peers[r] is null))
+        {
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero || !listener.Poll(left, SelectMode.SelectRead))
+            {
+                var missing = Enumerable.Range(rank + 1, worldSize - rank - 1).Where(r => peers[r] is null);
+                throw new DistributedException($"rank {rank}: ranks {string.Join(", ", missing)} did not connect within {joinTimeout.TotalSeconds:0.#} s");
+            }
+            var s = listener.Accept();
+            string remote = JobSecurity.RemoteName(s);
+            string? problem = security.Admit(s, JobSecurity.PeerMagic);
+            if (problem is null)
+            {
+                try
+                {
+                    s.ReceiveTimeout = (int)JobSecurity.HelloTimeout.TotalMilliseconds;
+                    SocketIO.ReceiveExactly(s, rankBytes, "a connecting rank");
+                    int r = BinaryPrimitives.ReadInt32LittleEndian(rankBytes);
+                    if (r <= rank || r >= worldSize || peers[r] is not null) problem = $"it claims rank {r}";
+                    else
+                    {
+                        Configure(s, collectiveTimeout);
+                        peers[r] = s;
+                        continue;
+                    }
+                }
+                catch (DistributedException e) { problem = e.Message; }
+            }
+            log.Write($"rank {rank}: closed a connection from {remote}: {problem}");
+            s.Dispose();
+        }
     }
 
     static string[] GetOrMissing(TcpStore store, string[] keys, int[] ranks, TimeSpan timeout, string prefix, int worldSize)
@@ -476,7 +502,7 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         Span<byte> head = stackalloc byte[5];
         SocketIO.ReceiveExactly(socket, head, peer);
         int length = BinaryPrimitives.ReadInt32LittleEndian(head);
-        if (length < 1) throw new DistributedException($"{peer} sent a malformed message (length {length})");
+        if (length < 1 || length == int.MaxValue) throw new DistributedException($"{peer} sent a malformed message (length {length})");
         var body = new byte[length - 1];
         SocketIO.ReceiveExactly(socket, body, peer);
         return (head[4], body);

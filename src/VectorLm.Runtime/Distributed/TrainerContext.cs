@@ -73,7 +73,7 @@ public sealed class TrainerContext : IDisposable
     {
         var joinTimeout = options.ResolveRendezvousTimeout();
         var collectiveTimeout = options.ResolveCollectiveTimeout();
-        var store = TcpStore.Connect(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, joinTimeout, $"rank {env.Rank} of {env.WorldSize}");
+        var store = TcpStore.Connect(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, joinTimeout, $"rank {env.Rank} of {env.WorldSize}", options.ResolveSecurity());
         try
         {
             ProcessGroup group = backend == "nccl"
