@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 // Each scenario prints "pid <rank> <pid>" first so tests can check that no rank outlives the launcher.
 if (args.Length < 2)
 {
-    Console.Error.WriteLine("usage: Worker <collectives|throw|signal|sleep|desync> <world-size> [timeout-seconds]");
+    Console.Error.WriteLine("usage: Worker <collectives|throw|signal|sleep|stubborn|collective-loop|steady|desync> <world-size> [timeout-seconds]");
     return 2;
 }
 string scenario = args[0];
@@ -44,9 +44,41 @@ return TrainerHost.Run(options, (ctx, ct) =>
             if (ctx.Rank == 1) System.Diagnostics.Process.GetCurrentProcess().Kill(); // SIGKILL
             Thread.Sleep(Timeout.Infinite);
             break;
-        case "sleep":
+        case "sleep": // a loop that watches its token
+            Console.WriteLine("ready");
+            ct.WaitHandle.WaitOne();
+            ct.ThrowIfCancellationRequested();
+            break;
+        case "stubborn": // ignores the token: only a second signal ends it
+            Console.WriteLine("ready");
             Thread.Sleep(Timeout.Infinite);
             break;
+        case "collective-loop": // never looks at the token: the collectives must observe it
+            for (long i = 0; ; i++)
+            {
+                ctx.AllReduce(ones(4));
+                ctx.Barrier();
+                if (i == 0) Console.WriteLine("ready");
+                Thread.Sleep(10);
+            }
+        case "steady": // collectives until the file named by VECTORLM_TEST_STOP_FILE exists (at most a minute)
+        {
+            string stopFile = Environment.GetEnvironmentVariable("VECTORLM_TEST_STOP_FILE") ?? throw new ArgumentException("VECTORLM_TEST_STOP_FILE is not set");
+            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
+            long steps = 0;
+            for (bool stop = false; !stop; steps++)
+            {
+                var t = full(4, 1.0f);
+                ctx.AllReduce(t);
+                if (t[0].item<float>() != ctx.WorldSize) throw new InvalidOperationException($"all-reduce gave {t[0].item<float>()}");
+                if (steps == 0) Console.WriteLine("ready");
+                // Every rank must leave the loop at the same step, so rank 0 decides for all.
+                stop = ctx.Broadcast(File.Exists(stopFile) || DateTime.UtcNow > deadline);
+                Thread.Sleep(5);
+            }
+            Console.WriteLine($"ok after {steps} steps");
+            break;
+        }
         case "desync":
             if (ctx.Rank == 0) ctx.Barrier();
             else ctx.AllReduce(ones(3));

@@ -69,6 +69,9 @@ public sealed record DistributedEnvironment(int Rank, int LocalRank, int WorldSi
         return new(0, 0, 1, 1, Get("MASTER_ADDR") ?? "127.0.0.1", Get("MASTER_PORT") is { } mp ? Port("MASTER_PORT", mp) : DefaultPort, "single");
     }
 
+    /// <summary>This rank's share of the node's cores: <paramref name="cores"/> / <paramref name="ranksOnNode"/>, at least 1.</summary>
+    public static int CoresPerRank(int cores, int ranksOnNode) => Math.Max(1, cores / Math.Max(1, ranksOnNode));
+
     static DistributedException Missing(string name, string because) => new($"{because} is set but {name} is not; a launcher must set both");
 
     static int Int(string name, string value, int min)

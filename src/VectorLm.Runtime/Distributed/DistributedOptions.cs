@@ -31,6 +31,13 @@ public sealed record DistributedOptions
     public bool? BindAllInterfaces { get; init; }
 
     /// <summary>
+    /// Stops the collectives: once cancelled, a collective waiting for other ranks (or called later) throws
+    /// <see cref="OperationCanceledException"/>, and the group is closed. The generated <c>Run</c> passes the token
+    /// that SIGINT and SIGTERM cancel.
+    /// </summary>
+    public CancellationToken Cancellation { get; init; }
+
+    /// <summary>
     /// Environment variable holding the job token: a secret every connection to the store and between ranks must
     /// present. The VectorLm launcher makes a random one for its ranks; under torchrun or Slurm set it yourself (the same
     /// on every rank, e.g. <c>export VECTORLM_JOB_TOKEN=$(openssl rand -hex 16)</c>). Without it the store admits any

@@ -33,7 +33,9 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     readonly Socket?[] _peers;
     readonly SendWorker _sender;
     readonly TensorMemory.Scratch _scratch;
-    string? _broken;
+    volatile string? _broken;
+    CancellationToken _stop;
+    CancellationTokenRegistration _stopRegistration;
 
     TcpProcessGroup(int rank, int worldSize, TimeSpan timeout, Socket?[] peers) : base(rank, worldSize, timeout)
     {
@@ -194,6 +196,42 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
 
     string PeerName(int r) => $"rank {r}";
 
+    /// <summary>
+    /// Which ranks have closed their connection to this one (exited or crashed), for error messages of the nccl
+    /// backend, whose own errors cannot say; never throws.
+    /// </summary>
+    internal string DescribeAbsentPeers()
+    {
+        var gone = new List<int>();
+        for (int r = 0; r < WorldSize; r++)
+        {
+            var p = _peers[r];
+            if (p is null) continue;
+            try { if (p.Poll(0, SelectMode.SelectRead) && p.Available == 0) gone.Add(r); }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException) { gone.Add(r); }
+        }
+        return gone.Count == 0
+            ? $"Every other rank of {WorldSize} is still connected: they may be waiting in a different collective (VECTORLM_DESYNC_DEBUG=1 finds which) or still computing."
+            : $"Rank{(gone.Count > 1 ? "s" : "")} {string.Join(", ", gone)} of {WorldSize} closed {(gone.Count > 1 ? "their connections" : "its connection")} to rank {Rank} (exited or crashed?).";
+    }
+
+    public override void ObserveCancellation(CancellationToken token)
+    {
+        _stop = token;
+        // Shutting the connections down wakes a collective blocked in a receive on any thread; Dispose frees them.
+        _stopRegistration = token.Register(() =>
+        {
+            _broken ??= "the job was asked to stop";
+            foreach (var p in _peers)
+                try { p?.Shutdown(SocketShutdown.Both); }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        });
+    }
+
+    // What a collective throws once a stop was requested, whatever broke underneath.
+    OperationCanceledException Stopped(Exception? inner) =>
+        new($"collective #{Sequence - 1} on rank {Rank} was interrupted: the job was asked to stop", inner, _stop);
+
     // ---------------------------------------------------------------- collectives
 
     public override void Barrier(CallSite site) => Handshake(Next(CollectiveKind.Barrier, site), []);
@@ -288,6 +326,10 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     void Guard(Action dataPhase)
     {
         try { dataPhase(); }
+        catch (Exception e) when (_stop.IsCancellationRequested)
+        {
+            throw Stopped(e);
+        }
         catch (Exception e)
         {
             _broken ??= e.Message;
@@ -366,12 +408,17 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     /// <summary>Exchanges fingerprints through rank 0; returns the payloads by rank (empty arrays when none).</summary>
     byte[][] Handshake(Fingerprint mine, byte[] payload)
     {
+        if (_stop.IsCancellationRequested) throw Stopped(null);
         if (_broken is not null)
             throw new DistributedException($"the process group is unusable after an earlier failure: {_broken}");
         if (WorldSize == 1) return [payload];
         try
         {
             return Rank == 0 ? HandshakeAsRoot(mine, payload) : HandshakeAsLeaf(mine, payload);
+        }
+        catch (Exception e) when (_stop.IsCancellationRequested)
+        {
+            throw Stopped(e);
         }
         catch (DistributedException e)
         {
@@ -511,6 +558,7 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     public override void Dispose()
     {
         _broken ??= "the process group was disposed";
+        _stopRegistration.Dispose();
         foreach (var p in _peers) p?.Dispose();
         _sender.Dispose();
         _scratch.Dispose();

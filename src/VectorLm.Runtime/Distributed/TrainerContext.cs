@@ -79,6 +79,7 @@ public sealed class TrainerContext : IDisposable
             ProcessGroup group = backend == "nccl"
                 ? NcclProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout, device.index < 0 ? 0 : (int)device.index, options.ResolveDesyncDebug())
                 : TcpProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout);
+            group.ObserveCancellation(options.Cancellation);
             return new TrainerContext(group, env.LocalRank, device, store);
         }
         catch
