@@ -53,9 +53,7 @@ public sealed class TrainerContext : IDisposable
         options ??= new DistributedOptions();
         var env = DistributedEnvironment.Read();
         bool cuda = torch.cuda.is_available();
-        if (cuda && env.LocalRank >= torch.cuda.device_count())
-            throw new DistributedException($"LOCAL_RANK={env.LocalRank} but this node has {torch.cuda.device_count()} CUDA device(s)");
-        var device = cuda ? new Device(DeviceType.CUDA, env.LocalRank) : CPU;
+        var device = cuda ? new Device(DeviceType.CUDA, env.CudaDevice(torch.cuda.device_count())) : CPU;
         string backend = options.Backend switch
         {
             "auto" => cuda ? "nccl" : "tcp",
@@ -80,7 +78,7 @@ public sealed class TrainerContext : IDisposable
                 ? NcclProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout, device.index < 0 ? 0 : (int)device.index, options.ResolveDesyncDebug())
                 : TcpProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout);
             group.ObserveCancellation(options.Cancellation);
-            return new TrainerContext(group, env.LocalRank, device, store);
+            return new TrainerContext(group, env.LocalRank, device, store) { LocalWorldSize = env.LocalWorldSize };
         }
         catch
         {
@@ -94,6 +92,9 @@ public sealed class TrainerContext : IDisposable
 
     /// <summary>This process's rank on its node; the GPU index it uses.</summary>
     [RankDependent] public int LocalRank { get; }
+
+    /// <summary>Number of ranks on this node (they share its cores); 1 when not known.</summary>
+    internal int LocalWorldSize { get; init; } = 1;
 
     /// <summary>Number of ranks in the job.</summary>
     [RankUniform] public int WorldSize { get; }
