@@ -7,14 +7,14 @@ using static TorchSharp.torch;
 // Each scenario prints "pid <rank> <pid>" first so tests can check that no rank outlives the launcher.
 if (args.Length < 2)
 {
-    Console.Error.WriteLine("usage: Worker <collectives|throw|signal|sleep|stubborn|collective-loop|steady|desync> <world-size> [timeout-seconds]");
+    Console.Error.WriteLine("usage: Worker <collectives|throw|signal|sleep|stubborn|collective-loop|steady|rank1-leaves|desync> <world-size> [timeout-seconds]");
     return 2;
 }
 string scenario = args[0];
 var options = new LaunchOptions
 {
     WorldSize = int.Parse(args[1], CultureInfo.InvariantCulture),
-    Backend = "tcp",
+    Backend = Environment.GetEnvironmentVariable("VECTORLM_TEST_BACKEND") ?? "tcp", // nccl on the GPU machine (bench/gpu/watchdog.sh)
     Threads = 1,
     CollectiveTimeout = args.Length > 2 ? TimeSpan.FromSeconds(double.Parse(args[2], CultureInfo.InvariantCulture)) : null,
 };
@@ -78,6 +78,25 @@ return TrainerHost.Run(options, (ctx, ct) =>
             }
             Console.WriteLine($"ok after {steps} steps");
             break;
+        }
+        case "rank1-leaves": // rank 1 leaves mid-job (exit 0, so the launcher keeps waiting): rank 0 must fail on its own
+        {
+            var t = ones(1 << 20, device: ctx.Device);
+            ctx.AllReduce(t);
+            Console.WriteLine($"ready {t[0].item<float>()} on {ctx.Backend}");
+            ctx.Barrier();
+            if (ctx.Rank == 1)
+            {
+                ctx.AllReduce(t); // queued, then the process goes away under it
+                Console.WriteLine($"leaving at {DateTime.UtcNow:HH:mm:ss.fff}");
+                Environment.Exit(0);
+            }
+            for (int i = 0; i < 3; i++)
+            {
+                ctx.AllReduce(t);
+                Console.WriteLine($"step {i}: {t[0].item<float>()} at {DateTime.UtcNow:HH:mm:ss.fff}");
+            }
+            throw new InvalidOperationException("rank 0 finished collectives whose peer had left");
         }
         case "desync":
             if (ctx.Rank == 0) ctx.Barrier();

@@ -68,11 +68,14 @@ internal sealed record JobSecurity(string? Token, bool BindAllInterfaces = false
         socket.ReceiveTimeout = (int)HelloTimeout.TotalMilliseconds;
         try
         {
-            Span<byte> head = stackalloc byte[magic.Length + 2];
+            // The magic word first, alone: a stranger that sends a few bytes is turned away at once.
+            Span<byte> head = stackalloc byte[magic.Length];
             if (!SocketIO.TryReceiveExactly(socket, head, "a new connection")) return "closed before its hello";
-            if (!head[..magic.Length].SequenceEqual(magic))
-                return $"not a VectorLm {(magic.SequenceEqual(StoreMagic) ? "store client" : "rank")} (first bytes {Printable(head[..magic.Length])})";
-            int length = BinaryPrimitives.ReadUInt16LittleEndian(head[magic.Length..]);
+            if (!head.SequenceEqual(magic))
+                return $"not a VectorLm {(magic.SequenceEqual(StoreMagic) ? "store client" : "rank")} (first bytes {Printable(head)})";
+            Span<byte> tokenLength = stackalloc byte[2];
+            SocketIO.ReceiveExactly(socket, tokenLength, "a new connection");
+            int length = BinaryPrimitives.ReadUInt16LittleEndian(tokenLength);
             if (length > MaxTokenBytes) return $"a job token of {length} bytes (at most {MaxTokenBytes})";
             var token = new byte[length];
             SocketIO.ReceiveExactly(socket, token, "a new connection");
