@@ -10,12 +10,6 @@ internal static partial class Posix
     [LibraryImport("libc", SetLastError = true)] internal static partial int kill(int pid, int signal);
     [LibraryImport("libc")] internal static partial int getppid();
 
-    /// <summary><c>SIG_DFL</c>: the signal's default action (for most, ending the process).</summary>
-    public const nint SIG_DFL = 0;
-
-    /// <summary>Sets the action of <paramref name="signal"/>; used to die of a signal after .NET's handler took it.</summary>
-    [LibraryImport("libc")] internal static partial nint signal(int signal, nint handler);
-
     /// <summary>"SIGSEGV" for 11; null for numbers that are not common signals.</summary>
     public static string? SignalName(int signal) => signal switch
     {
@@ -24,4 +18,10 @@ internal static partial class Posix
         14 => "SIGALRM", 15 => "SIGTERM",
         _ => null,
     };
+
+    /// <summary><c>SIG_DFL</c>: the signal's default action (for most, ending the process).</summary>
+    public const nint SIG_DFL = 0;
+
+    /// <summary>Sets the action of <paramref name="signal"/>; used to die of a signal after .NET's handler took it.</summary>
+    [LibraryImport("libc")] internal static partial nint signal(int signal, nint handler);
 }
