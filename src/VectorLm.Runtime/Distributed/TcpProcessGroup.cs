@@ -138,7 +138,9 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
                 var missing = Enumerable.Range(rank + 1, worldSize - rank - 1).Where(r => peers[r] is null);
                 throw new DistributedException($"rank {rank}: ranks {string.Join(", ", missing)} did not connect within {joinTimeout.TotalSeconds:0.#} s");
             }
-            var s = listener.Accept();
+            Socket s;
+            try { s = listener.Accept(); }
+            catch (SocketException) { continue; } // the caller gave up before we took it
             string remote = JobSecurity.RemoteName(s);
             string? problem = security.Admit(s, JobSecurity.PeerMagic);
             if (problem is null)
