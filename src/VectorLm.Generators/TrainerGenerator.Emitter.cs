@@ -91,7 +91,7 @@ public sealed partial class TrainerGenerator
                         w.Line("return global::VectorLm.Hosting.TrainerHost.Run(launch, (context, cancellationToken) =>");
                         using (w.OpenBlock(");"))
                         {
-                            w.Line("trainer.Train(context);");
+                            w.Line(spec.TrainKind == TrainKind.SyncCancellable ? "trainer.Train(context, cancellationToken);" : "trainer.Train(context);");
                             w.Line("return global::System.Threading.Tasks.Task.CompletedTask;");
                         }
                     }

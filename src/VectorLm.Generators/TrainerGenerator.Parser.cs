@@ -51,7 +51,7 @@ public sealed partial class TrainerGenerator
             var disposable = type.AllInterfaces.Any(i => i.SpecialType == SpecialType.System_IDisposable);
             return new TrainerSpec(
                 ns, type.Name, fullName, true, DocSummary(type, ct),
-                kind == TrainMethodKind.Async ? TrainKind.Async : TrainKind.Sync,
+                kind switch { TrainMethodKind.Async => TrainKind.Async, TrainMethodKind.SyncCancellable => TrainKind.SyncCancellable, _ => TrainKind.Sync },
                 disposable,
                 new EquatableArray<OptionSpec>(options),
                 new EquatableArray<InterceptorSpec>(interceptors));

@@ -54,6 +54,15 @@ public static class AnalyzerTests
             """);
 
         [Fact]
+        public Task Valid_sync_trainer_with_a_stop_token() => VerifyAsync("""
+            [DistributedTrainer]
+            public partial class T
+            {
+                public void Train(TrainerContext ctx, CancellationToken ct) { }
+            }
+            """);
+
+        [Fact]
         public Task Two_trainers_in_a_library() => VerifyAsync("""
             [DistributedTrainer] public partial class A { public void Train(TrainerContext ctx) { } }
             [DistributedTrainer] public partial class B { public void Train(TrainerContext ctx) { } }
@@ -119,6 +128,16 @@ public static class AnalyzerTests
             {
                 public void {|VLM0002:Train|}(TrainerContext ctx) { }
                 public Task TrainAsync(TrainerContext ctx, CancellationToken ct) => Task.CompletedTask;
+            }
+            """);
+
+        [Fact]
+        public Task Train_with_and_without_a_token() => VerifyAsync("""
+            [DistributedTrainer]
+            public partial class T
+            {
+                public void {|VLM0002:Train|}(TrainerContext ctx) { }
+                public void Train(TrainerContext ctx, CancellationToken ct) { }
             }
             """);
     }

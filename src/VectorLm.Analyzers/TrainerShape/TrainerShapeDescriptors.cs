@@ -21,7 +21,7 @@ public static class TrainerShapeDescriptors
     /// <summary>VLM0002: exactly one of the two training method shapes.</summary>
     public static readonly DiagnosticDescriptor TrainMethod = Rule("VLM0002",
         "A [DistributedTrainer] class needs one training method",
-        "Trainer class '{0}' {1}: declare either 'public void Train(TrainerContext ctx)' or 'public async Task TrainAsync(TrainerContext ctx, CancellationToken ct)' as an instance method");
+        "Trainer class '{0}' {1}: declare one of 'public void Train(TrainerContext ctx)', 'public void Train(TrainerContext ctx, CancellationToken ct)' or 'public async Task TrainAsync(TrainerContext ctx, CancellationToken ct)' as an instance method");
 
     /// <summary>VLM0003: the generated code sets options through an object initializer.</summary>
     public static readonly DiagnosticDescriptor OptionNotSettable = Rule("VLM0003",

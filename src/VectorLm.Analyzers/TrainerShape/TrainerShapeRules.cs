@@ -19,6 +19,8 @@ internal enum TrainMethodKind
     Sync,
     /// <summary><c>Task TrainAsync(TrainerContext, CancellationToken)</c>.</summary>
     Async,
+    /// <summary><c>void Train(TrainerContext, CancellationToken)</c>: the token is cancelled by SIGINT/SIGTERM.</summary>
+    SyncCancellable,
 }
 
 /// <summary>The rules a <c>[DistributedTrainer]</c> class must follow, as symbol checks.</summary>
@@ -68,7 +70,9 @@ internal static class TrainerShapeRules
         if (valid.Length == 1) return Classify(valid[0]);
         if (valid.Length > 1)
         {
-            problem = "declares both Train and TrainAsync; keep one";
+            problem = valid.All(m => m.Name == "Train")
+                ? "declares Train both with and without a CancellationToken; keep one"
+                : "declares both Train and TrainAsync; keep one";
             return TrainMethodKind.None;
         }
         problem = candidates.Length == 0
@@ -83,6 +87,9 @@ internal static class TrainerShapeRules
         if (m.Name == "Train" && m.ReturnsVoid && m.Parameters.Length == 1 && IsNamed(m.Parameters[0].Type, TrainerContext)
             && m.Parameters[0].RefKind == RefKind.None)
             return TrainMethodKind.Sync;
+        if (m.Name == "Train" && m.ReturnsVoid && m.Parameters.Length == 2 && IsNamed(m.Parameters[0].Type, TrainerContext)
+            && IsNamed(m.Parameters[1].Type, "System.Threading.CancellationToken") && m.Parameters.All(p => p.RefKind == RefKind.None))
+            return TrainMethodKind.SyncCancellable;
         if (m.Name == "TrainAsync" && IsNamed(m.ReturnType, "System.Threading.Tasks.Task") && m.Parameters.Length == 2
             && IsNamed(m.Parameters[0].Type, TrainerContext) && IsNamed(m.Parameters[1].Type, "System.Threading.CancellationToken")
             && m.Parameters.All(p => p.RefKind == RefKind.None))

@@ -35,6 +35,8 @@ internal enum TrainKind
     Sync,
     /// <summary><c>Task TrainAsync(TrainerContext, CancellationToken)</c>.</summary>
     Async,
+    /// <summary><c>void Train(TrainerContext, CancellationToken)</c>.</summary>
+    SyncCancellable,
 }
 
 /// <summary>An <c>[Option]</c> property.</summary>

@@ -53,9 +53,7 @@ public sealed class TrainerContext : IDisposable
         options ??= new DistributedOptions();
         var env = DistributedEnvironment.Read();
         bool cuda = torch.cuda.is_available();
-        if (cuda && env.LocalRank >= torch.cuda.device_count())
-            throw new DistributedException($"LOCAL_RANK={env.LocalRank} but this node has {torch.cuda.device_count()} CUDA device(s)");
-        var device = cuda ? new Device(DeviceType.CUDA, env.LocalRank) : CPU;
+        var device = cuda ? new Device(DeviceType.CUDA, env.CudaDevice(torch.cuda.device_count())) : CPU;
         string backend = options.Backend switch
         {
             "auto" => cuda ? "nccl" : "tcp",
@@ -73,13 +71,14 @@ public sealed class TrainerContext : IDisposable
     {
         var joinTimeout = options.ResolveRendezvousTimeout();
         var collectiveTimeout = options.ResolveCollectiveTimeout();
-        var store = TcpStore.Connect(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, joinTimeout, $"rank {env.Rank} of {env.WorldSize}");
+        var store = TcpStore.Connect(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, joinTimeout, $"rank {env.Rank} of {env.WorldSize}", options.ResolveSecurity());
         try
         {
             ProcessGroup group = backend == "nccl"
                 ? NcclProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout, device.index < 0 ? 0 : (int)device.index, options.ResolveDesyncDebug())
                 : TcpProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout);
-            return new TrainerContext(group, env.LocalRank, device, store);
+            group.ObserveCancellation(options.Cancellation);
+            return new TrainerContext(group, env.LocalRank, device, store) { LocalWorldSize = env.LocalWorldSize };
         }
         catch
         {
@@ -93,6 +92,9 @@ public sealed class TrainerContext : IDisposable
 
     /// <summary>This process's rank on its node; the GPU index it uses.</summary>
     [RankDependent] public int LocalRank { get; }
+
+    /// <summary>Number of ranks on this node (they share its cores); 1 when not known.</summary>
+    internal int LocalWorldSize { get; init; } = 1;
 
     /// <summary>Number of ranks in the job.</summary>
     [RankUniform] public int WorldSize { get; }

@@ -24,4 +24,10 @@ internal static partial class Posix
         14 => "SIGALRM", 15 => "SIGTERM",
         _ => null,
     };
+
+    /// <summary><c>SIG_DFL</c>: the signal's default action (for most, ending the process).</summary>
+    public const nint SIG_DFL = 0;
+
+    /// <summary>Sets the action of <paramref name="signal"/>; used to die of a signal after .NET's handler took it.</summary>
+    [LibraryImport("libc")] internal static partial nint signal(int signal, nint handler);
 }
