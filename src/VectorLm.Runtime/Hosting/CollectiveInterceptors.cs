@@ -147,7 +147,7 @@ public static class CollectiveInterceptors
         static readonly ConditionalWeakTable<Parameter, List<SharedReducer>> s_bySmallestParameter = new();
         const int MaxSetsPerParameter = 8;
 
-        readonly nint[] _handles;
+        readonly nint[] _handles; // sorted: the set's identity, whatever the order callers list it in
         long _steps;
 
         SharedReducer(Parameter[] parameters, nint[] handles)
@@ -156,17 +156,22 @@ public static class CollectiveInterceptors
             _handles = handles;
         }
 
-        /// <summary>The trainable parameters, in native-handle order (so every caller lays out buckets alike).</summary>
+        /// <summary>
+        /// The trainable parameters in the order of the first caller. Every later caller with the same set gets this
+        /// order, so buckets keep one layout; and every rank runs the same program, so the layout is the same on all
+        /// ranks (native handles are not: they differ between processes).
+        /// </summary>
         public Parameter[] Parameters { get; }
 
         public GradientReducer Reducer { get; } = new();
 
         public static SharedReducer For(IEnumerable<Parameter> parameters)
         {
-            var ps = parameters.Where(p => p.requires_grad).OrderBy(p => p.Handle).ToArray();
-            var handles = ps.Select(p => p.Handle).ToArray();
+            var ps = parameters.Where(p => p.requires_grad).ToArray();
+            var handles = ps.Select(p => p.Handle).Order().ToArray();
             if (ps.Length == 0) return new SharedReducer(ps, handles);
-            var list = s_bySmallestParameter.GetValue(ps[0], _ => new List<SharedReducer>());
+            var smallest = ps.First(p => p.Handle == handles[0]);
+            var list = s_bySmallestParameter.GetValue(smallest, _ => new List<SharedReducer>());
             lock (list)
             {
                 foreach (var existing in list)
