@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -24,8 +23,6 @@ namespace VectorLm.Distributed;
 /// </remarks>
 internal sealed class GradientReducer
 {
-    static readonly ConditionalWeakTable<optim.Optimizer, GradientReducer> s_byOptimizer = new();
-
     Bucket[] _buckets = [];
     nint[] _parameterHandles = [];
 
@@ -34,9 +31,6 @@ internal sealed class GradientReducer
     /// gradients, as with PyTorch DDP); the step then does not average them again.
     /// </summary>
     public bool AveragedBeforeStep { get; set; }
-
-    /// <summary>The reducer of <paramref name="optimizer"/>, made on first use.</summary>
-    public static GradientReducer For(optim.Optimizer optimizer) => s_byOptimizer.GetValue(optimizer, _ => new GradientReducer());
 
     /// <summary>Averages the gradients of <paramref name="parameters"/> over the ranks of <paramref name="ctx"/>.</summary>
     public void AverageGradients(TrainerContext ctx, IEnumerable<Parameter> parameters, CallSite site)
