@@ -1,4 +1,5 @@
 using VectorLm.Native;
+using VectorLm.Tokenization;
 
 namespace VectorLm.Sampling;
 
@@ -84,19 +85,25 @@ internal static class LlamaGgufLayout
         GgufNative.SetUInt32(gguf, "llama.rope.dimension_count", (uint)arch.HeadDim);
         GgufNative.SetUInt32(gguf, "llama.vocab_size", (uint)arch.VocabSize);
 
-        if (vocab.Pieces.Count != arch.VocabSize || vocab.Scores.Count != arch.VocabSize || vocab.TokenTypes.Count != arch.VocabSize)
-            throw new ArgumentException($"The tokenizer has {vocab.Pieces.Count} pieces, {vocab.Scores.Count} scores and " +
-                $"{vocab.TokenTypes.Count} token types; the model's vocab_size is {arch.VocabSize}.");
-        GgufNative.SetString(gguf, "tokenizer.ggml.model", "llama");
-        GgufNative.SetStringArray(gguf, "tokenizer.ggml.tokens", vocab.Pieces);
-        GgufNative.SetFloat32Array(gguf, "tokenizer.ggml.scores", vocab.Scores.ToArray());
-        GgufNative.SetInt32Array(gguf, "tokenizer.ggml.token_type", vocab.TokenTypes.ToArray());
-        GgufNative.SetUInt32(gguf, "tokenizer.ggml.bos_token_id", (uint)vocab.BosId);
-        GgufNative.SetUInt32(gguf, "tokenizer.ggml.eos_token_id", (uint)vocab.EosId);
-        GgufNative.SetUInt32(gguf, "tokenizer.ggml.unknown_token_id", (uint)vocab.UnkId);
-        GgufNative.SetBool(gguf, "tokenizer.ggml.add_bos_token", true);
+        WriteVocabulary(gguf, vocab.Vocabulary.PaddedTo(arch.VocabSize));
+    }
+
+    /// <summary>Writes <c>tokenizer.ggml.*</c>: tokens, types, scores (llama) or merges and pre-tokenizer name (gpt2), special ids.</summary>
+    static void WriteVocabulary(GgufContextHandle gguf, GgufVocabulary v)
+    {
+        GgufNative.SetString(gguf, "tokenizer.ggml.model", v.Model);
+        if (v.Pre is not null) GgufNative.SetString(gguf, "tokenizer.ggml.pre", v.Pre);
+        GgufNative.SetStringArray(gguf, "tokenizer.ggml.tokens", v.Tokens);
+        GgufNative.SetInt32Array(gguf, "tokenizer.ggml.token_type", v.Types.ToArray());
+        if (v.Merges is not null) GgufNative.SetStringArray(gguf, "tokenizer.ggml.merges", v.Merges);
+        else GgufNative.SetFloat32Array(gguf, "tokenizer.ggml.scores", v.Scores.ToArray());
+        if (v.BosId >= 0) GgufNative.SetUInt32(gguf, "tokenizer.ggml.bos_token_id", (uint)v.BosId);
+        if (v.EosId >= 0) GgufNative.SetUInt32(gguf, "tokenizer.ggml.eos_token_id", (uint)v.EosId);
+        if (v.UnkId >= 0) GgufNative.SetUInt32(gguf, "tokenizer.ggml.unknown_token_id", (uint)v.UnkId);
+        if (v.PadId >= 0) GgufNative.SetUInt32(gguf, "tokenizer.ggml.padding_token_id", (uint)v.PadId);
+        GgufNative.SetBool(gguf, "tokenizer.ggml.add_bos_token", v.AddBos && v.BosId >= 0);
         GgufNative.SetBool(gguf, "tokenizer.ggml.add_eos_token", false);
-        GgufNative.SetBool(gguf, "tokenizer.ggml.add_space_prefix", false);
+        GgufNative.SetBool(gguf, "tokenizer.ggml.add_space_prefix", v.AddSpacePrefix);
     }
 
     public static GgmlType ToGgml(EngineWeightType type) => type switch
