@@ -31,7 +31,7 @@ public static class SamplerExtensions
     /// <summary>The engine's view of a Hugging Face Llama config.</summary>
     public static LlamaArchitecture Architecture(LlamaConfig c) =>
         new(c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim,
-            (float)c.RmsNormEps, (float)c.RopeTheta, c.MaxPositionEmbeddings, c.TieWordEmbeddings);
+            (float)c.RmsNormEps, (float)c.RopeTheta, c.MaxPositionEmbeddings, c.TieWordEmbeddings, c.RopeScaling);
 
     static IReadOnlyDictionary<string, Tensor> Parameters(LlamaModel model)
     {
