@@ -40,6 +40,30 @@ public class HfCheckpointTests
     }
 
     [Theory, MemberData(nameof(Models))]
+    public void Greedy_decode_with_the_kv_cache_equals_transformers_generate(string name)
+    {
+        string folder = HfFixtures.Model(name);
+        var reference = HfFixtures.Reference(folder);
+        using var model = LlamaModel.FromPretrained(folder);
+        var prompt = HfFixtures.Ints(reference["greedy_prompt"]).Select(i => (long)i).ToArray();
+        var expected = HfFixtures.Ints(reference["greedy"]);
+        using var _ = no_grad();
+        using var cache = model.NewKvCache(1, 64);
+        var generated = new List<int>();
+        using (var scope = NewDisposeScope())
+        {
+            var logits = model.forward(tensor(prompt, [1, prompt.Length]), cache);
+            for (int t = 0; t < expected.Length; t++)
+            {
+                long next = logits[0, -1].argmax().item<long>();
+                generated.Add((int)next);
+                logits = model.forward(tensor(new[] { next }, [1, 1]), cache);
+            }
+        }
+        Assert.Equal(expected, generated);
+    }
+
+    [Theory, MemberData(nameof(Models))]
     public void Rope_frequencies_and_attention_factor_equal_transformers(string name)
     {
         string folder = HfFixtures.Model(name);

@@ -152,5 +152,18 @@ public class HfTokenizerTests
         Assert.Throws<InvalidOperationException>(() => tok.Save(dir["x.json"]));
     }
 
+    [Fact]
+    public void Packed_examples_start_with_bos_only_where_the_tokenizer_adds_it()
+    {
+        var examples = new[] { new VectorLm.Data.PromptCompletion("1+2=", "3") };
+        var qwen2 = Tokenizer.FromPretrained(HfFixtures.Tokenizer("bpe_qwen2"));
+        int[] expected = [.. qwen2.Encode("1+2="), .. qwen2.Encode("3"), qwen2.EosId];
+        var packed = VectorLm.Data.PackedDataset.FromExamples(examples, qwen2, sequenceLength: expected.Length - 1);
+        Assert.Equal(expected[..^1].Select(i => (long)i), packed.Inputs(0).ToArray());
+        var llama3 = Tokenizer.FromPretrained(HfFixtures.Tokenizer("bpe_llama3"));
+        var packedLlama3 = VectorLm.Data.PackedDataset.FromExamples(examples, llama3, sequenceLength: 4);
+        Assert.Equal(llama3.BosId, (int)packedLlama3.Inputs(0)[0]);
+    }
+
     static string Show(string s) => System.Text.Json.JsonSerializer.Serialize(s);
 }

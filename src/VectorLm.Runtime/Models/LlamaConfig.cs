@@ -152,13 +152,15 @@ public sealed record LlamaConfig
 
         // transformers 5: rope_parameters holds rope_theta and the scaling; before: rope_theta and rope_scaling.
         double ropeTheta = Optional("rope_theta", double.NaN);
-        RopeScaling scaling;
+        var scaling = RopeScaling.Parse(obj["rope_scaling"] as JsonObject, "rope_scaling");
         if (obj["rope_parameters"] is JsonObject rope)
         {
             if (double.IsNaN(ropeTheta)) ropeTheta = rope["rope_theta"] is JsonValue rt ? rt.GetValue<double>() : double.NaN;
-            scaling = RopeScaling.Parse(rope, "rope_parameters");
+            var parameters = RopeScaling.Parse(rope, "rope_parameters");
+            if (obj["rope_scaling"] is JsonObject && parameters != scaling)
+                throw new InvalidDataException("config fields \"rope_parameters\" and \"rope_scaling\" disagree; give one of them");
+            scaling = parameters;
         }
-        else scaling = RopeScaling.Parse(obj["rope_scaling"] as JsonObject, "rope_scaling");
         int heads = Required("num_attention_heads");
         int hidden = Required("hidden_size");
         int? headDim = obj["head_dim"] is JsonNode hd && hd.GetValueKind() == JsonValueKind.Number ? hd.GetValue<int>() : null;
