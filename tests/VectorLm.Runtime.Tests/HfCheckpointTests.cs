@@ -77,6 +77,26 @@ public class HfCheckpointTests
         Assert.Equal(reference["attention_scaling"]!.GetValue<double>(), config.RopeAttentionFactor, 6);
     }
 
+    [Theory]
+    [InlineData("qwen2_bias")]
+    [InlineData("llama_yarn_bias")]
+    [InlineData("llama3_tied")]
+    public void SaveTo_round_trips_config_biases_and_rope(string name)
+    {
+        using var dir = new TestSetup.TempDir();
+        using var model = LlamaModel.FromPretrained(HfFixtures.Model(name));
+        model.SaveTo(dir.Path);
+        using var back = LlamaModel.FromPretrained(dir.Path);
+        Assert.Equal(model.Config, back.Config with { RopeScaling = back.Config.RopeScaling });
+        Assert.Equal(model.Config.RopeScaling, back.Config.RopeScaling);
+        Assert.Equal((model.Config.ModelType, model.Config.QkvBias, model.Config.OutputBias, model.Config.MlpBias),
+            (back.Config.ModelType, back.Config.QkvBias, back.Config.OutputBias, back.Config.MlpBias));
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var ids = tensor(new long[] { 5, 17, 42, 99, 3, 250 }, [1, 6]);
+        Assert.True(model.forward(ids).allclose(back.forward(ids), rtol: 0, atol: 0));
+    }
+
     [Fact]
     public void Configs_read_model_type_biases_and_rope_scaling()
     {

@@ -13,13 +13,16 @@ internal sealed record AddedToken(int Id, string Content, bool Special, bool Nor
 /// </summary>
 internal sealed class AddedVocabulary
 {
-    readonly AddedToken[] _raw, _normalized;
+    // Candidates by first character, longest first (Llama 3 has 256 added tokens, all starting with '<').
+    readonly Dictionary<char, AddedToken[]> _raw, _normalized;
 
     public AddedVocabulary(IReadOnlyList<AddedToken> tokens)
     {
         Tokens = tokens;
-        _raw = tokens.Where(t => !t.Normalized).ToArray();
-        _normalized = tokens.Where(t => t.Normalized).ToArray();
+        static Dictionary<char, AddedToken[]> Index(IEnumerable<AddedToken> list) => list
+            .GroupBy(t => t.Content[0]).ToDictionary(g => g.Key, g => g.OrderByDescending(t => t.Content.Length).ToArray());
+        _raw = Index(tokens.Where(t => !t.Normalized));
+        _normalized = Index(tokens.Where(t => t.Normalized));
         ById = tokens.GroupBy(t => t.Id).ToDictionary(g => g.Key, g => g.Last());
     }
 
@@ -53,7 +56,7 @@ internal sealed class AddedVocabulary
     {
         var tokens = normalizedPass ? _normalized : _raw;
         var result = new List<(string, int, int?)>();
-        if (tokens.Length == 0)
+        if (tokens.Count == 0)
         {
             result.Add((text, 0, null));
             return result;
@@ -62,9 +65,13 @@ internal sealed class AddedVocabulary
         while (i < text.Length)
         {
             AddedToken? best = null;
-            foreach (var t in tokens)
-                if ((best is null || t.Content.Length > best.Content.Length) && text.AsSpan(i).StartsWith(t.Content, StringComparison.Ordinal))
-                    best = t;
+            if (tokens.TryGetValue(text[i], out var candidates))
+                foreach (var t in candidates)
+                    if (text.AsSpan(i).StartsWith(t.Content, StringComparison.Ordinal))
+                    {
+                        best = t; // the longest, as candidates are sorted by length
+                        break;
+                    }
             if (best is null)
             {
                 i++;

@@ -70,7 +70,7 @@ internal abstract class HfPreTokenizer
     {
         try
         {
-            return new Regex(pattern, RegexOptions.CultureInvariant);
+            return new Regex(pattern, RegexOptions.CultureInvariant | RegexOptions.Compiled);
         }
         catch (ArgumentException e)
         {
@@ -184,7 +184,7 @@ internal abstract class HfPreTokenizer
 
     internal sealed class ByteLevelPreTokenizer(bool addPrefixSpace, bool useRegex) : HfPreTokenizer
     {
-        static readonly Regex Gpt2 = new(Gpt2Pattern, RegexOptions.CultureInvariant);
+        static readonly Regex Gpt2 = new(Gpt2Pattern, RegexOptions.CultureInvariant | RegexOptions.Compiled);
 
         public bool AddPrefixSpace => addPrefixSpace;
         public bool UseRegex => useRegex;

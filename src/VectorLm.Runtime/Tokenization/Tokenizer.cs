@@ -120,9 +120,12 @@ public sealed class Tokenizer
     /// <summary>Number of entries; the model's <c>vocab_size</c> must be at least this.</summary>
     public int VocabSize => _pieces.Length;
 
-    /// <summary>Piece text per id, spaces escaped as '▁' (GGUF <c>tokenizer.ggml.tokens</c>).</summary>
+    /// <summary>
+    /// Piece text per id (GGUF <c>tokenizer.ggml.tokens</c>): spaces escaped as '▁' in the own vocabulary and in
+    /// SentencePiece-style Hugging Face tokenizers, bytes mapped to GPT-2's characters ('Ġ' for a space) in byte-level ones.
+    /// </summary>
     public IReadOnlyList<string> Pieces => _pieces;
-    /// <summary>Score per id (GGUF <c>tokenizer.ggml.scores</c>); higher merges first.</summary>
+    /// <summary>Score per id (GGUF <c>tokenizer.ggml.scores</c>); higher merges first. All 0 for a Hugging Face tokenizer, which merges by rank.</summary>
     public IReadOnlyList<float> Scores => _scores;
     /// <summary>Type per id (GGUF <c>tokenizer.ggml.token_type</c>).</summary>
     public IReadOnlyList<TokenType> Types => _types;
@@ -413,7 +416,8 @@ public sealed class Tokenizer
 
     /// <summary>
     /// The raw UTF-8 bytes of <paramref name="id"/> with '▁' still escaped: the piece text for normal tokens, one
-    /// byte for byte tokens, nothing for control and unknown tokens.
+    /// byte for byte tokens, nothing for control and unknown tokens. For a Hugging Face tokenizer: the UTF-8 of the
+    /// token text as it stands in tokenizer.json.
     /// </summary>
     public ReadOnlySpan<byte> PieceBytes(int id)
     {
