@@ -55,6 +55,7 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
             foreach (var (name, p) in m.named_parameters())
             {
                 if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
+                else if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_(); // as transformers initialises biases
                 else
                 {
                     // Drawn explicitly: nn.init.normal_ does not honour the generator in TorchSharp 0.107.
@@ -238,13 +239,16 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
         // cos/sin of position x frequency, duplicated over both halves: [max_positions, head_dim], float32.
         using (no_grad())
         {
-            int half = config.HeadDim / 2;
-            using var invFreq = 1.0 / pow(config.RopeTheta, arange(0, half, dtype: ScalarType.Float64) * 2.0 / config.HeadDim);
+            // Frequencies (with rope scaling) and yarn's attention factor come from the config, the one place they are computed.
+            using var invFreq = tensor(config.RopeInverseFrequencies()).to(ScalarType.Float64);
             using var positions = arange(0, config.MaxPositionEmbeddings, dtype: ScalarType.Float64);
             using var freqs = outer(positions, invFreq);
             using var emb = cat([freqs, freqs], -1);
-            _ropeCos = emb.cos().to(ScalarType.Float32).DetachFromDisposeScope();
-            _ropeSin = emb.sin().to(ScalarType.Float32).DetachFromDisposeScope();
+            double attentionFactor = config.RopeAttentionFactor;
+            using var cosScaled = emb.cos().mul_(attentionFactor);
+            using var sinScaled = emb.sin().mul_(attentionFactor);
+            _ropeCos = cosScaled.to(ScalarType.Float32).DetachFromDisposeScope();
+            _ropeSin = sinScaled.to(ScalarType.Float32).DetachFromDisposeScope();
         }
         register_module("embed_tokens", embed_tokens);
         register_module("layers", layers);
@@ -328,7 +332,7 @@ sealed class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
     }
 }
 
-/// <summary>Grouped-query self-attention with rotary embeddings (<c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>; no biases).</summary>
+/// <summary>Grouped-query self-attention with rotary embeddings (<c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>; biases as the config says).</summary>
 sealed class LlamaAttention : nn.Module<Tensor, Tensor>
 {
     readonly Linear q_proj, k_proj, v_proj, o_proj;
@@ -339,10 +343,10 @@ sealed class LlamaAttention : nn.Module<Tensor, Tensor>
         _heads = config.NumAttentionHeads;
         _kvHeads = config.NumKeyValueHeads;
         _headDim = config.HeadDim;
-        q_proj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: false);
-        k_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: false);
-        v_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: false);
-        o_proj = nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: false);
+        q_proj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: config.QkvBias);
+        k_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
+        v_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
+        o_proj = nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: config.OutputBias);
         RegisterComponents();
     }
 
@@ -381,9 +385,9 @@ sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 
     public LlamaMlp(LlamaConfig config) : base("LlamaMLP")
     {
-        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: false);
-        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: false);
-        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: false);
+        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
+        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
+        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: config.MlpBias);
         RegisterComponents();
     }
 
