@@ -78,6 +78,8 @@ public static class TrainerHost
                 CollectiveTimeout = options.CollectiveTimeout,
                 RendezvousTimeout = options.RendezvousTimeout,
             });
+            ctx.Precision = options.Precision is { } precision ? Training.Precision.Parse(precision) : Training.Precision.DefaultFor(ctx.Device);
+            ctx.Precision.ApplyGlobalSettings();
             using var scope = TrainerContextScope.Enter(ctx);
             train(ctx, cts.Token).GetAwaiter().GetResult();
             return 0;
