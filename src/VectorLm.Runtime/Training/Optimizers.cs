@@ -15,7 +15,8 @@ public static class Optimizers
         parameter.dim() >= 2 && !name.EndsWith(".bias", StringComparison.Ordinal) && !name.Contains("norm", StringComparison.Ordinal);
 
     /// <summary>
-    /// AdamW with two groups: decayed matrices (group 0) and undecayed norms/biases/1-D parameters (group 1).
+    /// AdamW with two groups: decayed matrices (group 0) and undecayed norms/biases/1-D parameters (group 1). The
+    /// optimizer is a <see cref="FlatAdamW"/>: each group's update runs over flat buffers (PyTorch's multi-tensor AdamW).
     /// </summary>
     public static AdamW AdamW(nn.Module module, double learningRate, double weightDecay = 0.1,
         double beta1 = 0.9, double beta2 = 0.95, double eps = 1e-8)
@@ -29,6 +30,6 @@ public static class Optimizers
             new(decay, learningRate, beta1, beta2, eps, weightDecay, false, false),
             new(noDecay, learningRate, beta1, beta2, eps, 0.0, false, false),
         };
-        return optim.AdamW(groups.Where(g => g.Parameters.Any()), learningRate, beta1, beta2, eps, weightDecay);
+        return new FlatAdamW(groups.Where(g => g.Parameters.Any()), learningRate, beta1, beta2, eps, weightDecay);
     }
 }
