@@ -82,7 +82,7 @@ public sealed partial class TrainingBenchmark
         report.Extra["gpu"] = GpuName();
         report.Extra["command"] = "bench/gpu/training.sh (" + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)) + ")";
         if (pytorch is not null) report.Extra["pytorch"] = JsonNode.Parse(File.ReadAllText(Arg(args, "--pytorch")!))!["setup"]?.DeepClone();
-        report.Notes.Add($"median of {steps} Trainer.Step calls after {CudaWarmup} warm-up steps: forward, f32 cross-entropy, backward, clip_grad_norm 1.0, AdamW (decay/no-decay groups, betas 0.9/0.95), zero_grad, loss.item()");
+        report.Notes.Add($"median of {steps} Trainer.Step calls after {CudaWarmup} warm-up steps: forward, f32 cross-entropy, backward, gradient-norm clipping to 1.0, AdamW (FlatAdamW: decay/no-decay groups, betas 0.9/0.95), zero_grad, loss.item()");
         report.Notes.Add("forward/backward/clip/optimizer_ms: a separate profile of the same step with a CUDA synchronize after each phase (sums exceed the step by the syncs)");
         report.Notes.Add("pytorch: transformers LlamaForCausalLM, same config, init std 0.02, torch.optim.AdamW (default foreach), same batch; bf16-mixed = torch.autocast(cuda, bfloat16) over the forward and loss; tf32 = allow_tf32; bf16-true = model.to(bfloat16)");
         return report;
@@ -141,7 +141,8 @@ public sealed partial class TrainingBenchmark
             loss.backward();
             Sync();
             phases[1].Add(Lap(ref t));
-            nn.utils.clip_grad_norm_(parameters, 1.0);
+            if (trainer.Optimizer is FlatAdamW flat) flat.ClipGradNorm(1.0); // as Trainer.Step does
+            else nn.utils.clip_grad_norm_(parameters, 1.0);
             Sync();
             phases[2].Add(Lap(ref t));
             trainer.Optimizer.step();
