@@ -142,6 +142,38 @@ public class DataParallelTests
     }
 
     [Fact]
+    public void Two_ranks_under_bf16_mixed_end_with_identical_f32_parameters()
+    {
+        var perRank = new Tensor[2][];
+        LocalGroup.Run(2, ctx =>
+        {
+            ctx.Precision = VectorLm.Training.Precision.Bf16Mixed;
+            using var scope = TrainerContextScope.Enter(ctx);
+            VectorLm.Models.LlamaModel model;
+            lock (TorchGlobalRng.Lock) model = VectorLm.Models.LlamaModel.Create(VectorLm.Models.LlamaConfig.Tiny with { MaxPositionEmbeddings = 16 }, seed: 3);
+            using (model)
+            {
+                var opt = VectorLm.Training.Optimizers.AdamW(model, 1e-3);
+                for (int step = 0; step < 3; step++)
+                {
+                    // Different data per rank: only the gradient average makes the parameters agree.
+                    var g = new Generator((ulong)(10 * step + ctx.Rank));
+                    using var ids = randint(0, 259, [2, 16], dtype: ScalarType.Int64, generator: g);
+                    opt.zero_grad();
+                    using var logits = model.forward(ids);
+                    Assert.Equal(ScalarType.BFloat16, logits.dtype); // autocast is on, on each rank's thread
+                    model.Loss(ids, ids).backward();
+                    CollectiveInterceptors.OptimizerStep(opt, null);
+                }
+                perRank[ctx.Rank] = model.parameters().Select(p => p.detach().clone()).ToArray();
+            }
+        });
+        Assert.All(perRank[0], p => Assert.Equal(ScalarType.Float32, p.dtype));
+        for (int i = 0; i < perRank[0].Length; i++)
+            Assert.Equal(perRank[0][i].bytes.ToArray(), perRank[1][i].bytes.ToArray());
+    }
+
+    [Fact]
     public void A_step_with_a_closure_consumes_AverageGradients_so_the_next_plain_step_averages_again()
     {
         var perRank = new Tensor[2][];

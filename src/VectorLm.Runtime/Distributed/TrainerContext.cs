@@ -3,6 +3,7 @@ using System.Text.Json;
 using TorchSharp;
 using VectorLm.Distributed;
 using VectorLm.Distributed.Nccl;
+using VectorLm.Training;
 using static TorchSharp.torch;
 using CallSite = VectorLm.Distributed.CallSite;
 
@@ -30,6 +31,7 @@ public sealed class TrainerContext : IDisposable
         LocalRank = localRank;
         WorldSize = worldSize;
         Device = device;
+        Precision = Precision.DefaultFor(device);
         _group = group;
         _store = store;
     }
@@ -104,6 +106,12 @@ public sealed class TrainerContext : IDisposable
 
     /// <summary>The device this rank trains on (CUDA:LocalRank, or CPU).</summary>
     public Device Device { get; }
+
+    /// <summary>
+    /// How this trainer stores weights and computes (<c>--precision</c>; default bf16-mixed on CUDA, 32-true on the
+    /// CPU). <see cref="Models.LlamaModel"/> reads it through <see cref="Training.Precision.Current"/>.
+    /// </summary>
+    [RankUniform] public Precision Precision { get; internal set; }
 
     /// <summary>The process group behind the collectives; null for a single process.</summary>
     internal ProcessGroup? Group => _group;

@@ -17,7 +17,8 @@ public static class Optimizers
         parameter.dim() >= 2 && !name.EndsWith(".bias", StringComparison.Ordinal) && !name.Contains("norm", StringComparison.Ordinal);
 
     /// <summary>
-    /// AdamW with two groups: decayed matrices (group 0) and undecayed norms/biases/1-D parameters (group 1).
+    /// AdamW with two groups: decayed matrices (group 0) and undecayed norms/biases/1-D parameters (group 1). The
+    /// optimizer is a <see cref="FlatAdamW"/>: each group's update runs over flat buffers (PyTorch's multi-tensor AdamW).
     /// </summary>
     /// <remarks>
     /// Under a distributed trainer (<see cref="TrainerContextScope.Current"/> with more than one rank) this is where the
@@ -40,7 +41,7 @@ public static class Optimizers
             new(decay, learningRate, beta1, beta2, eps, weightDecay, false, false),
             new(noDecay, learningRate, beta1, beta2, eps, 0.0, false, false),
         };
-        // TorchSharp detaches the moment buffers it makes here from any open DisposeScope itself.
-        return optim.AdamW(groups.Where(g => g.Parameters.Any()), learningRate, beta1, beta2, eps, weightDecay);
+        // FlatAdamW keeps its flat buffers out of any DisposeScope the caller has open.
+        return new FlatAdamW(groups.Where(g => g.Parameters.Any()), learningRate, beta1, beta2, eps, weightDecay);
     }
 }

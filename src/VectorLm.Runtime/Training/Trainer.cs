@@ -123,12 +123,14 @@ public sealed class Trainer : IDisposable
             lossTensor.backward();
             // Under a distributed trainer: average over ranks first, so clipping sees what DDP would clip.
             CollectiveInterceptors.AverageGradients(Optimizer);
-            norm = Options.GradClip > 0
-                ? nn.utils.clip_grad_norm_(_parameters, Options.GradClip)
-                : double.NaN;
+            // The norm stays on the device until the loss is read: one host synchronisation per step.
+            Tensor? normTensor = Options.GradClip <= 0 ? null
+                : Optimizer is FlatAdamW flat ? flat.ClipGradNorm(Options.GradClip)
+                : tensor(nn.utils.clip_grad_norm_(_parameters, Options.GradClip));
             CollectiveInterceptors.OptimizerStep(Optimizer, null);
             Optimizer.zero_grad();
             loss = lossTensor.item<float>();
+            norm = normTensor is null ? double.NaN : normTensor.ToDouble();
         }
         StepCount++;
         return new StepMetrics(StepCount, loss, lr, norm, batch.TokenCount, Stopwatch.GetElapsedTime(start).TotalSeconds);
