@@ -70,9 +70,10 @@ internal sealed class GradientReducer
             long at = 0;
             for (int i = 0; i < ps.Length; i++) { _offsets[i] = at; at += ps[i].numel(); }
             _total = at;
-            _flat = torch.zeros(_total + ps.Length, ps[0].dtype, ps[0].device);
-            _views = ps.Select((p, i) => _flat.narrow(0, _offsets[i], p.numel()).view(p.shape)).ToArray();
-            _flags = _flat.narrow(0, _total, ps.Length);
+            // Kept across steps: out of the caller's DisposeScope (a loop that wraps each step in one would free them).
+            _flat = torch.zeros(_total + ps.Length, ps[0].dtype, ps[0].device).DetachFromDisposeScope();
+            _views = ps.Select((p, i) => _flat.narrow(0, _offsets[i], p.numel()).view(p.shape).DetachFromDisposeScope()).ToArray();
+            _flags = _flat.narrow(0, _total, ps.Length).DetachFromDisposeScope();
         }
 
         /// <summary>Overwrites the parameters with rank 0's through one broadcast of the flat buffer.</summary>
