@@ -56,6 +56,9 @@ public partial class ArithmeticGrpo
     /// <summary>Start from this model folder (config.json + model.safetensors, e.g. from FineTune --save-to) instead of a warm start.</summary>
     [Option] public string InitFrom { get; init; } = "";
 
+    /// <summary>config.json of a fresh model of another shape (e.g. for a GPU throughput run); empty: the tiny model.</summary>
+    [Option] public string ModelConfig { get; init; } = "";
+
     /// <summary>Largest operand of the additions.</summary>
     [Option] public int MaxOperand { get; init; } = 9;
 
@@ -89,7 +92,8 @@ public partial class ArithmeticGrpo
         var evalPrompts = heldOut.Select(e => e.Prompt).ToList();
         var answers = all.ToDictionary(e => e.Prompt, e => e.Completion);
 
-        using var model = InitFrom.Length > 0 ? LlamaModel.FromPretrained(InitFrom, ctx.Device) : LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
+        using var model = InitFrom.Length > 0 ? LlamaModel.FromPretrained(InitFrom, ctx.Device)
+            : LlamaModel.Create(ModelConfig.Length > 0 ? LlamaConfig.Load(ModelConfig) : LlamaConfig.Tiny, ctx.Device, seed: 0);
         using var sampler = ctx.CreateSampler(model, tokenizer);
         if (InitFrom.Length == 0) WarmStart(ctx, model, tokenizer, supervised);
 
@@ -118,6 +122,8 @@ public partial class ArithmeticGrpo
         {
             var prompts = Enumerable.Range(0, PromptsPerStep).Select(_ => all[shuffle.Next(all.Count)].Prompt).ToList();
             var clock = Stopwatch.StartNew();
+            sampler.SyncWeights(); // the swap, timed on its own (Generate would do it otherwise)
+            double swapSeconds = clock.Elapsed.TotalSeconds;
             var completions = sampler.Generate(prompts, new SamplingParams
             {
                 Temperature = 1, MaxNewTokens = MaxNewTokens, N = GroupSize, Seed = (ulong)step,
@@ -132,7 +138,7 @@ public partial class ArithmeticGrpo
 
             var step_ = GrpoMetrics.FromRollout(completions, scores, GroupSize) with
             {
-                Policy = statistics, GenerationSeconds = generationSeconds, TrainSeconds = clock.Elapsed.TotalSeconds,
+                Policy = statistics, GenerationSeconds = generationSeconds, SwapSeconds = swapSeconds, TrainSeconds = clock.Elapsed.TotalSeconds,
             };
             var values = step_.ToPairs(step).ToList();
             bool evaluate = step % EvalEvery == 0 || step == Steps;

@@ -83,7 +83,7 @@ public class ProgressAndPlotTests
         using var doc = JsonDocument.Parse(File.ReadAllLines(dir["m.jsonl"]).Single());
         var root = doc.RootElement;
         string[] names = ["step", "loss", "reward_mean", "reward_std", "frac_reward_zero_std", "reward/correct", "completion_length", "clip_ratio",
-            "kl", "entropy", "logprob_mismatch", "importance_ratio", "generation_seconds", "train_seconds", "weight_version"];
+            "kl", "entropy", "logprob_mismatch", "importance_ratio", "generation_seconds", "swap_seconds", "train_seconds", "weight_version"];
         Assert.Equal(names, root.EnumerateObject().Select(p => p.Name));
         Assert.Equal(3, root.GetProperty("step").GetInt32());
         Assert.Equal(JsonValueKind.Null, root.GetProperty("kl").ValueKind);

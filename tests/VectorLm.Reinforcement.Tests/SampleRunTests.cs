@@ -65,7 +65,7 @@ public class SampleRunTests
         Assert.Equal(5, lines.Count); // the evaluation before any GRPO step, then steps 1..4
         Assert.Equal(0, lines[0].GetProperty("step").GetInt32());
         string[] names = ["loss", "reward_mean", "reward_std", "frac_reward_zero_std", "reward/correct", "reward/format", "completion_length",
-            "clip_ratio", "kl", "entropy", "logprob_mismatch", "generation_seconds", "train_seconds", "weight_version"];
+            "clip_ratio", "kl", "entropy", "logprob_mismatch", "generation_seconds", "swap_seconds", "train_seconds", "weight_version"];
         for (int step = 1; step <= 4; step++)
         {
             var line = lines[step];

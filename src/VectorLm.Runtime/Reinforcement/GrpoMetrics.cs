@@ -5,7 +5,7 @@ namespace VectorLm.Reinforcement;
 /// <summary>
 /// What one GRPO step did, under the names TRL logs (without its prefixes): <c>reward_mean</c>, <c>reward_std</c>,
 /// <c>frac_reward_zero_std</c>, <c>reward/NAME</c> per reward, <c>completion_length</c>, <c>clip_ratio</c>, <c>kl</c>,
-/// <c>entropy</c>, <c>logprob_mismatch</c>, <c>generation_seconds</c>, <c>train_seconds</c>, <c>weight_version</c>,
+/// <c>entropy</c>, <c>logprob_mismatch</c>, <c>generation_seconds</c> (of which <c>swap_seconds</c>), <c>train_seconds</c>, <c>weight_version</c>,
 /// plus <c>loss</c> and <c>importance_ratio</c>.
 /// </summary>
 public sealed record GrpoMetrics
@@ -24,6 +24,8 @@ public sealed record GrpoMetrics
     public PolicyStatistics Policy { get; init; }
     /// <summary>Wall time of generation (weight sync included).</summary>
     public double GenerationSeconds { get; init; }
+    /// <summary>Part of <see cref="GenerationSeconds"/> spent copying the trained weights into the engine; NaN when not measured.</summary>
+    public double SwapSeconds { get; init; } = double.NaN;
     /// <summary>Wall time of scoring, the forward/backward passes and the optimizer step.</summary>
     public double TrainSeconds { get; init; }
     /// <summary>Engine weight version that sampled the rollout.</summary>
@@ -62,6 +64,7 @@ public sealed record GrpoMetrics
         yield return new("logprob_mismatch", Policy.LogProbMismatch);
         yield return new("importance_ratio", Policy.ImportanceRatio);
         yield return new("generation_seconds", GenerationSeconds);
+        yield return new("swap_seconds", SwapSeconds);
         yield return new("train_seconds", TrainSeconds);
         yield return new("weight_version", WeightVersion);
     }
