@@ -17,20 +17,21 @@ namespace VectorLm.Samples;
 /// Teaches a tiny Llama additions by reward (GRPO). A short supervised warm start (or a model saved by
 /// <c>samples/FineTune --save-to</c>) teaches the answer format; then, each step, the hot-swapped llama.cpp engine samples
 /// a group of answers per prompt at temperature 1, each answer is scored (1 for the exact sum, a little for a
-/// well-formed number), and the clipped policy loss pushes up the answers that beat their group. Greedy accuracy on
-/// held-out additions (pairs never trained on) is measured before the first GRPO step and every <c>--eval-every</c> steps.
+/// well-formed number), and the clipped policy loss pushes up the answers that beat their group. Greedy accuracy on the
+/// additions held out of the warm start, which only rewards can teach, is measured before the first GRPO step and every
+/// <c>--eval-every</c> steps.
 /// </summary>
 [DistributedTrainer]
 public partial class ArithmeticGrpo
 {
     /// <summary>GRPO steps (one rollout and one optimizer step each).</summary>
-    [Option] public int Steps { get; init; } = 120;
+    [Option] public int Steps { get; init; } = 300;
 
     /// <summary>Completions sampled per prompt (TRL num_generations).</summary>
-    [Option] public int GroupSize { get; init; } = 8;
+    [Option] public int GroupSize { get; init; } = 16;
 
     /// <summary>Prompts per rollout, all ranks together (a multiple of the world size).</summary>
-    [Option] public int PromptsPerStep { get; init; } = 16;
+    [Option] public int PromptsPerStep { get; init; } = 32;
 
     /// <summary>Weight of the KL penalty to the warm-started model (0: no reference model is kept).</summary>
     [Option] public double Beta { get; init; }
@@ -51,7 +52,7 @@ public partial class ArithmeticGrpo
     [Option] public double LearningRate { get; init; } = 2e-3;
 
     /// <summary>Supervised steps before GRPO (ignored with --init-from); few enough to leave room to learn.</summary>
-    [Option] public int WarmStartSteps { get; init; } = 40;
+    [Option] public int WarmStartSteps { get; init; } = 150;
 
     /// <summary>Start from this model folder (config.json + model.safetensors, e.g. from FineTune --save-to) instead of a warm start.</summary>
     [Option] public string InitFrom { get; init; } = "";
@@ -62,11 +63,11 @@ public partial class ArithmeticGrpo
     /// <summary>Largest operand of the additions.</summary>
     [Option] public int MaxOperand { get; init; } = 9;
 
-    /// <summary>Additions held out of training and used for the greedy evaluation.</summary>
-    [Option] public int EvalPrompts { get; init; } = 25;
+    /// <summary>Additions held out of the warm start and scored greedily (GRPO samples them like the others).</summary>
+    [Option] public int EvalPrompts { get; init; } = 40;
 
     /// <summary>Evaluate every this many GRPO steps (and after the last).</summary>
-    [Option] public int EvalEvery { get; init; } = 20;
+    [Option] public int EvalEvery { get; init; } = 30;
 
     /// <summary>JSONL of per-step metrics (rank 0); empty for none.</summary>
     [Option] public string MetricsFile { get; init; } = "";
