@@ -30,10 +30,16 @@ internal static class GenerateContract
         for (int i = 0; i < prompts.Count; i++)
         {
             var prompt = prompts[i] ?? throw new ArgumentException($"Prompt {i} is null.", nameof(prompts));
-            var ids = codec.Encode(prompt);
-            result.Add(CheckPrompt(addBos ? [codec.BosId, .. ids] : ids, i, contextLength, vocabSize: int.MaxValue, nameof(prompts)));
+            result.Add(CheckPrompt(PromptIds(codec, addBos, prompt), i, contextLength, vocabSize: int.MaxValue, nameof(prompts)));
         }
         return result;
+    }
+
+    /// <summary>The ids fed for <paramref name="prompt"/>: the tokenizer's, after BOS when the engine and the tokenizer both add one.</summary>
+    public static int[] PromptIds(ITokenCodec codec, bool addBos, string prompt)
+    {
+        var ids = codec.Encode(prompt);
+        return addBos && codec.AddBos && codec.BosId >= 0 ? [codec.BosId, .. ids] : ids;
     }
 
     /// <summary>Prompts given as token ids (fed exactly as given: no BOS is added), checked for length and range.</summary>

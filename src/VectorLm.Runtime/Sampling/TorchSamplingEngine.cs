@@ -239,8 +239,7 @@ public sealed class TorchSamplingEngine : ISamplingEngine
     /// <inheritdoc />
     public int[] TokenizePrompt(string prompt)
     {
-        var ids = _codec.Encode(prompt);
-        return Options.AddBos ? [_codec.BosId, .. ids] : ids;
+        return GenerateContract.PromptIds(_codec, Options.AddBos, prompt);
     }
 
     /// <summary>Runs <paramref name="action"/> under the engine's lock (tests: to observe serialisation).</summary>
