@@ -94,6 +94,26 @@ public class SharedModelTests
         Assert.NotEqual(before.LogProbs, after.LogProbs);
     }
 
+    [Theory]
+    [InlineData(SamplingBackend.LlamaCpp)]
+    [InlineData(SamplingBackend.Torch)]
+    public void Biases_and_rope_scaling_reach_the_engine(SamplingBackend backend)
+    {
+        var config = LlamaConfig.Tiny with { QkvBias = true, OutputBias = true, MlpBias = true, RopeScaling = new RopeScaling("linear", 2) };
+        using var model = LlamaModel.Create(config, seed: 8);
+        using (torch.no_grad())
+            foreach (var (name, p) in model.named_parameters())
+                if (name.EndsWith(".bias", StringComparison.Ordinal)) p.copy_(torch.randn(p.shape, generator: new torch.Generator(9)) * 0.5);
+        using var engine = TrainerContext.SingleProcess().CreateSampler(model, Tokenizer.ByteLevel(),
+            Small with { WeightType = EngineWeightType.F32, Backend = backend, ParityTolerance = 1e-4f });   // the parity gate runs here
+        Assert.True(engine.CheckParity().Relative <= 1e-4f);
+        // The biases matter (the gate sees one change) and a swap carries them.
+        using (torch.no_grad()) model.named_parameters().First(p => p.name.EndsWith("q_proj.bias", StringComparison.Ordinal)).parameter.zero_();
+        Assert.Throws<WeightParityException>(() => engine.CheckParity());
+        engine.ForceSync();
+        Assert.True(engine.CheckParity().Relative <= 1e-4f);
+    }
+
     [Fact]
     public void Auto_picks_llama_cpp_on_the_cpu_and_torch_on_cuda()
     {

@@ -13,8 +13,9 @@ namespace VectorLm.Sampling;
 /// <para>Layout per layer: fused <c>qkv</c> [(H + 2·KV)·D, hidden], <c>o</c>, fused <c>gate_up</c> [2·F, hidden],
 /// <c>down</c>; q/k rows are permuted per head from Hugging Face's rotate-half pairing (i, i + D/2) to adjacent pairs
 /// (2i, 2i + 1), so rotary embedding is one complex multiply (q·k is unchanged: both get the same permutation).
-/// Optional q/k/v biases (not in today's Llama) would be one more fused [(H + 2·KV)·D] vector per layer, with the same
-/// row permutation; RoPE scaling would only change <see cref="BuildRope"/>.</para>
+/// Biases, where the checkpoint has them (Qwen2's q/k/v, Llama's attention_bias and mlp_bias), are fused the same way
+/// (the q/k bias with the same row permutation) and enter the matmuls as <c>addmm</c> inputs; RoPE scaling lives in
+/// the rotary table (<see cref="BuildRope"/>).</para>
 /// <para>RMSNorm is a layer norm over <c>[x, -x]</c>: its mean is 0 and its variance mean(x²), so the first half is
 /// exactly x / sqrt(mean(x²) + eps) · w, in one fused kernel (TorchSharp has no rms_norm); the norm weight is kept
 /// duplicated ([w, w]) for it.</para>
@@ -25,6 +26,7 @@ internal sealed class TorchDecoder : IDisposable
     {
         public required Tensor Qkv, O, GateUp, Down, InputNorm, PostNorm;
         public required Tensor QkvT, OT, GateUpT, DownT;   // transposed views for matmul
+        public Tensor? QkvBias, OBias, GateUpBias, DownBias;
     }
 
     readonly LlamaArchitecture _a;
@@ -36,7 +38,8 @@ internal sealed class TorchDecoder : IDisposable
     Tensor[]? _cacheRows;   // per layer, the same memory as rows [2·Slots·KV·Context, D] (decode writes)
     (int Batch, int Span, Tensor[] Keys, Tensor[] Values)? _spanViews;   // per layer, the attended part of the cache
 
-    public TorchDecoder(LlamaArchitecture arch, Device device, ScalarType dtype, int contextLength, int slots)
+    // parameters: which biases exist (their values come with CopyWeights).
+    public TorchDecoder(LlamaArchitecture arch, IReadOnlyDictionary<string, Tensor> parameters, Device device, ScalarType dtype, int contextLength, int slots)
     {
         arch.Validate();
         _a = arch;
@@ -60,11 +63,16 @@ internal sealed class TorchDecoder : IDisposable
             var o = New(arch.HiddenSize, _qDim);
             var gateUp = New(2 * arch.IntermediateSize, arch.HiddenSize);
             var down = New(arch.HiddenSize, arch.IntermediateSize);
+            bool Has(string name) => parameters.ContainsKey($"model.layers.{i}.{name}.bias");
             _layers[i] = new Layer
             {
                 Qkv = qkv, O = o, GateUp = gateUp, Down = down,
                 InputNorm = New(2 * arch.HiddenSize), PostNorm = New(2 * arch.HiddenSize),
                 QkvT = Keep(qkv.t()), OT = Keep(o.t()), GateUpT = Keep(gateUp.t()), DownT = Keep(down.t()),
+                QkvBias = Has("self_attn.q_proj") ? New(_qDim + 2 * _kvDim) : null,
+                OBias = Has("self_attn.o_proj") ? New(arch.HiddenSize) : null,
+                GateUpBias = Has("mlp.gate_proj") ? New(2 * arch.IntermediateSize) : null,
+                DownBias = Has("mlp.down_proj") ? New(arch.HiddenSize) : null,
             };
         }
         _rope = Keep(BuildRope(arch, contextLength, device));
@@ -85,13 +93,18 @@ internal sealed class TorchDecoder : IDisposable
     public long WeightBytes { get; }
     public bool HoldsCache => _cache is not null;
 
-    /// <summary>cos + i·sin of position × frequency, complex64 [context, D/2] (computed in float64, as the trainer model).</summary>
+    /// <summary>
+    /// (cos + i·sin) × attention factor of position × frequency, complex64 [context, D/2]: the frequencies and factor of
+    /// the model's RoPE scaling, angles in float64, as the trainer model computes its tables.
+    /// </summary>
     static Tensor BuildRope(LlamaArchitecture a, int context, Device device)
     {
         using var scope = NewDisposeScope();
-        var invFreq = 1.0 / pow(a.RopeTheta, arange(0, a.HeadDim / 2, dtype: ScalarType.Float64) * 2.0 / a.HeadDim);
+        var scaling = a.RopeScaling ?? Models.RopeScaling.None;
+        var invFreq = tensor(scaling.InverseFrequencies(a.HeadDim, a.RopeTheta, a.MaxPositions)).to(ScalarType.Float64);
         var angles = outer(arange(0, context, dtype: ScalarType.Float64), invFreq);
-        return complex(angles.cos().to(ScalarType.Float32), angles.sin().to(ScalarType.Float32)).to(device).MoveToOuterDisposeScope();
+        double factor = scaling.AttentionFactor(a.MaxPositions);
+        return complex(angles.cos().mul_(factor).to(ScalarType.Float32), angles.sin().mul_(factor).to(ScalarType.Float32)).to(device).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -119,7 +132,14 @@ internal sealed class TorchDecoder : IDisposable
                 V: Get(n + "self_attn.v_proj.weight", _kvDim, a.HiddenSize), O: Get(n + "self_attn.o_proj.weight", a.HiddenSize, _qDim),
                 Gate: Get(n + "mlp.gate_proj.weight", a.IntermediateSize, a.HiddenSize), Up: Get(n + "mlp.up_proj.weight", a.IntermediateSize, a.HiddenSize),
                 Down: Get(n + "mlp.down_proj.weight", a.HiddenSize, a.IntermediateSize),
-                InNorm: Get(n + "input_layernorm.weight", a.HiddenSize), PostNorm: Get(n + "post_attention_layernorm.weight", a.HiddenSize));
+                InNorm: Get(n + "input_layernorm.weight", a.HiddenSize), PostNorm: Get(n + "post_attention_layernorm.weight", a.HiddenSize),
+                QBias: _layers[i].QkvBias is null ? null : Get(n + "self_attn.q_proj.bias", _qDim),
+                KBias: _layers[i].QkvBias is null ? null : Get(n + "self_attn.k_proj.bias", _kvDim),
+                VBias: _layers[i].QkvBias is null ? null : Get(n + "self_attn.v_proj.bias", _kvDim),
+                OBias: _layers[i].OBias is null ? null : Get(n + "self_attn.o_proj.bias", a.HiddenSize),
+                GateBias: _layers[i].GateUpBias is null ? null : Get(n + "mlp.gate_proj.bias", a.IntermediateSize),
+                UpBias: _layers[i].GateUpBias is null ? null : Get(n + "mlp.up_proj.bias", a.IntermediateSize),
+                DownBias: _layers[i].DownBias is null ? null : Get(n + "mlp.down_proj.bias", a.HiddenSize));
         }).ToList();
 
         using var _ = no_grad();
@@ -140,6 +160,19 @@ internal sealed class TorchDecoder : IDisposable
             dst.Down.copy_(src.Down);
             CopyNorm(dst.InputNorm, src.InNorm);
             CopyNorm(dst.PostNorm, src.PostNorm);
+            if (dst.QkvBias is { } qkvBias)
+            {
+                CopyRotary(qkvBias.narrow(0, 0, _qDim).unsqueeze(1), src.QBias!.unsqueeze(1), a.HeadCount, d, 1);
+                CopyRotary(qkvBias.narrow(0, _qDim, _kvDim).unsqueeze(1), src.KBias!.unsqueeze(1), a.KvHeadCount, d, 1);
+                qkvBias.narrow(0, _qDim + _kvDim, _kvDim).copy_(src.VBias!);
+            }
+            dst.OBias?.copy_(src.OBias!);
+            if (dst.GateUpBias is { } gateUpBias)
+            {
+                gateUpBias.narrow(0, 0, ffn).copy_(src.GateBias!);
+                gateUpBias.narrow(0, ffn, ffn).copy_(src.UpBias!);
+            }
+            dst.DownBias?.copy_(src.DownBias!);
         }
     }
 
@@ -216,10 +249,20 @@ internal sealed class TorchDecoder : IDisposable
         else pairs.copy_(view_as_real(view_as_complex(pairs.to(ScalarType.Float32)).mul_(freqs)));
     }
 
+    // x·Wᵀ (+ bias) in one kernel.
+    static Tensor Linear(Tensor x, Tensor weightT, Tensor? bias) => bias is null ? x.matmul(weightT) : addmm(bias, x, weightT, 1, 1);
+
+    // residual + x·Wᵀ (+ bias): the residual add rides in the matmul.
+    static Tensor AddLinear(Tensor residual, Tensor x, Tensor weightT, Tensor? bias)
+    {
+        var sum = addmm(residual, x, weightT, 1, 1);
+        return bias is null ? sum : sum.add_(bias);
+    }
+
     Tensor Mlp(Tensor x, Layer l)
     {
         int f = _a.IntermediateSize;
-        var gateUp = Norm(x, l.PostNorm).matmul(l.GateUpT);
+        var gateUp = Linear(Norm(x, l.PostNorm), l.GateUpT, l.GateUpBias);
         return F.silu(gateUp.narrow(-1, 0, f)).mul_(gateUp.narrow(-1, f, f));
     }
 
@@ -238,14 +281,14 @@ internal sealed class TorchDecoder : IDisposable
         for (int i = 0; i < _layers.Length; i++)
         {
             var l = _layers[i];
-            var qkv = Norm(x, l.InputNorm).matmul(l.QkvT);                              // [B, (H + 2KV)·D]
+            var qkv = Linear(Norm(x, l.InputNorm), l.QkvT, l.QkvBias);                  // [B, (H + 2KV)·D]
             Rope(qkv.narrow(1, 0, _qDim + _kvDim).view(batch, a.HeadCount + a.KvHeadCount, d), freqs);
             _cacheRows![i].index_put_(qkv.narrow(1, _qDim, 2 * _kvDim).view(batch, 2, a.KvHeadCount, d), kvRows);
             // Grouped-query attention without repeating K/V: the G query heads of a KV head are its G "query rows".
             var q = qkv.narrow(1, 0, _qDim).view(batch, a.KvHeadCount, _groups, d);
             var attn = F.scaled_dot_product_attention(q, keys[i], values[i], mask);
-            x = addmm(x, attn.reshape(batch, _qDim), l.OT, 1, 1);
-            x = addmm(x, Mlp(x, l), l.DownT, 1, 1);
+            x = AddLinear(x, attn.reshape(batch, _qDim), l.OT, l.OBias);
+            x = AddLinear(x, Mlp(x, l), l.DownT, l.DownBias);
         }
         return Norm(x, _finalNorm).matmul(_headT).to(ScalarType.Float32);
     }
@@ -265,7 +308,7 @@ internal sealed class TorchDecoder : IDisposable
         for (int i = 0; i < _layers.Length; i++)
         {
             var l = _layers[i];
-            var qkv = Norm(x, l.InputNorm).matmul(l.QkvT).view(n, t, -1);
+            var qkv = Linear(Norm(x, l.InputNorm), l.QkvT, l.QkvBias).view(n, t, -1);
             Rope(qkv.narrow(2, 0, _qDim + _kvDim).view(n, t, a.HeadCount + a.KvHeadCount, d), freqs);
             var kv = qkv.narrow(2, _qDim, 2 * _kvDim).view(n, t, 2, a.KvHeadCount, d).permute(2, 0, 3, 1, 4);   // [2, n, KV, T, D]
             if (slots is not null) _cache![i].narrow(3, 0, t).index_copy_(1, slots, kv);
@@ -273,8 +316,8 @@ internal sealed class TorchDecoder : IDisposable
             var k = kv[0].repeat_interleave(_groups, dim: 1);
             var v = kv[1].repeat_interleave(_groups, dim: 1);
             var attn = F.scaled_dot_product_attention(q, k, v, is_casual: true);      // [n, H, T, D]
-            x = addmm(x, attn.transpose(1, 2).reshape(n * t, _qDim), l.OT, 1, 1);
-            x = addmm(x, Mlp(x, l), l.DownT, 1, 1);
+            x = AddLinear(x, attn.transpose(1, 2).reshape(n * t, _qDim), l.OT, l.OBias);
+            x = AddLinear(x, Mlp(x, l), l.DownT, l.DownBias);
         }
         if (last is not null) x = x.index_select(0, last + arange(n, device: Device) * t);
         var logits = Norm(x, _finalNorm).matmul(_headT).to(ScalarType.Float32);

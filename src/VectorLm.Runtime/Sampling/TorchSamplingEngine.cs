@@ -53,7 +53,7 @@ public sealed class TorchSamplingEngine : ISamplingEngine
             EngineWeightType.F16 => ScalarType.Float16,
             _ => ScalarType.BFloat16,
         };
-        _decoder = new TorchDecoder(arch, Device, dtype, ContextLength, options.MaxSequences);
+        _decoder = new TorchDecoder(arch, source, Device, dtype, ContextLength, options.MaxSequences);
         try
         {
             _decoder.CopyWeights(source);
