@@ -20,7 +20,7 @@ public sealed class SamplingCudaBenchmark : IBenchmark
     public string Name => "sampling-cuda";
     public string Description => "torch engine tok/s on CUDA (349M, vocab 32000/259, batches 1-256), swap vs memcpy, cache release; --export DIR for HF";
 
-    const int PromptTokens = 32, SpanSlack = 0;
+    const int PromptTokens = 32;
 
     public BenchReport Run(string[] args)
     {
@@ -55,7 +55,7 @@ public sealed class SamplingCudaBenchmark : IBenchmark
             var options = new EngineOptions
             {
                 Backend = SamplingBackend.Torch, WeightType = EngineWeightType.BF16, MaxSequences = maxBatch,
-                ContextLength = PromptTokens + newTokens + SpanSlack, DecodeChunk = int.Parse(Arg("--chunk") ?? "32"),
+                ContextLength = PromptTokens + newTokens, DecodeChunk = int.Parse(Arg("--chunk") ?? "32"),
             };
             using var engine = (TorchSamplingEngine)TrainerContext.SingleProcess().CreateSampler(model, BenchSetup.PaddedTokenizer(vocab), options);
             var p = new SamplingParams { Temperature = 1f, TopP = 0.95f, MaxNewTokens = newTokens, IgnoreEos = true, Seed = 7 };

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace VectorLm.Sampling.Tests;
 
 /// <summary>
-/// The contract every <see cref="ISamplingEngine"/> keeps, run against each engine by a subclass
+/// The contract every <see cref="IColocatedSampler"/> keeps, run against each engine by a subclass
 /// (<see cref="LlamaEngineContractTests"/>, <see cref="TorchEngineContractTests"/>), on the f32 reference model.
 /// </summary>
 public abstract class EngineContractTests
@@ -12,10 +12,10 @@ public abstract class EngineContractTests
     static readonly string[] Prompts = ["Once upon a time", "x", "The answer is 42, and", "ünïcödé ✓", "a b c d e f g"];
 
     /// <summary>An engine of this backend on <paramref name="model"/>'s parameters.</summary>
-    private protected abstract ISamplingEngine Create(ReferenceLlama model, EngineOptions options, TrainerContext? trainer = null);
+    private protected abstract IColocatedSampler Create(ReferenceLlama model, EngineOptions options, TrainerContext? trainer = null);
 
     /// <summary>Runs <paramref name="action"/> while holding the engine's lock.</summary>
-    protected abstract void UnderLock(ISamplingEngine engine, Action action);
+    protected abstract void UnderLock(IColocatedSampler engine, Action action);
 
     static EngineOptions Options(int maxSequences = 4, EngineWeightType type = EngineWeightType.F32) =>
         new() { WeightType = type, ContextLength = 64, MaxSequences = maxSequences, BatchTokens = 64, Threads = 1, DecodeChunk = 4 };
@@ -263,7 +263,7 @@ public abstract class EngineContractTests
     {
         // Users wrap steps in DisposeScopes: nothing the engine keeps (weights, cache, tables) may die with them.
         using var model = new ReferenceLlama(ReferenceLlama.TinyArch(), 32);
-        ISamplingEngine engine;
+        IColocatedSampler engine;
         IReadOnlyList<Completion> first;
         using (torch.NewDisposeScope())
         {
@@ -340,17 +340,17 @@ public abstract class EngineContractTests
 /// <summary>The contract on the llama.cpp engine.</summary>
 public sealed class LlamaEngineContractTests : EngineContractTests
 {
-    private protected override ISamplingEngine Create(ReferenceLlama model, EngineOptions options, TrainerContext? trainer = null) =>
+    private protected override IColocatedSampler Create(ReferenceLlama model, EngineOptions options, TrainerContext? trainer = null) =>
         model.CreateEngine(options, trainer);
 
-    protected override void UnderLock(ISamplingEngine engine, Action action) => ((LlamaSamplingEngine)engine).UnderLock(action);
+    protected override void UnderLock(IColocatedSampler engine, Action action) => ((LlamaSamplingEngine)engine).UnderLock(action);
 }
 
 /// <summary>The contract on the TorchSharp engine (CPU here).</summary>
 public sealed class TorchEngineContractTests : EngineContractTests
 {
-    private protected override ISamplingEngine Create(ReferenceLlama model, EngineOptions options, TrainerContext? trainer = null) =>
+    private protected override IColocatedSampler Create(ReferenceLlama model, EngineOptions options, TrainerContext? trainer = null) =>
         model.CreateTorchEngine(options, trainer);
 
-    protected override void UnderLock(ISamplingEngine engine, Action action) => ((TorchSamplingEngine)engine).UnderLock(action);
+    protected override void UnderLock(IColocatedSampler engine, Action action) => ((TorchSamplingEngine)engine).UnderLock(action);
 }

@@ -25,7 +25,7 @@ public sealed record ParityReport(float MaxAbsDiff, float LogitScale, float Tole
 /// <see cref="SyncWeights"/> overwrites its weights in place, clears the KV cache and increments
 /// <see cref="WeightVersion"/>. Thread-safe: calls are serialised.
 /// </summary>
-public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
+public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
 {
     readonly object _gate = new();
     readonly TrainerContext _trainer;

@@ -14,7 +14,7 @@ public static class SamplerExtensions
     /// picks the engine; <see cref="SamplingBackend.Auto"/> takes the torch engine when the model is on a CUDA device and
     /// llama.cpp on the CPU (see <see cref="ResolveBackend"/>).
     /// </summary>
-    public static ISamplingEngine CreateSampler(this TrainerContext trainer, LlamaModel model, Tokenizer tokenizer, EngineOptions? options = null)
+    public static IColocatedSampler CreateSampler(this TrainerContext trainer, LlamaModel model, Tokenizer tokenizer, EngineOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(trainer);
         ArgumentNullException.ThrowIfNull(model);

@@ -17,7 +17,7 @@ namespace VectorLm.Sampling;
 /// two reads of the sampled tokens: positions, tokens and random streams stay on the device, and attention covers only
 /// the longest live sequence, rounded up to a bucket.
 /// </remarks>
-public sealed class TorchSamplingEngine : ISamplingEngine
+public sealed class TorchSamplingEngine : IColocatedSampler
 {
     const int SpanBucket = 64;
 
