@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using VectorLm.Training;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -42,8 +43,9 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// A freshly initialised model: weights drawn from normal(0, 0.02) by a generator seeded with
-    /// <paramref name="seed"/> (same weights on every device and run), norms set to one, float32 on
-    /// <paramref name="device"/> (CPU when null).
+    /// <paramref name="seed"/> (same weights on every device and run), norms set to one, on
+    /// <paramref name="device"/> (CPU when null), in the parameter dtype of <see cref="Precision.Current"/> (float32
+    /// unless the precision is bf16-true).
     /// </summary>
     public static LlamaModel Create(LlamaConfig config, Device? device = null, long seed = 0)
     {
@@ -65,12 +67,21 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
             }
         }
         if (device is not null && device.type != DeviceType.CPU) m.to(device);
+        m.ToPrecisionDtype();
         return m;
+    }
+
+    // bf16-true stores the parameters in bfloat16; every other precision keeps float32 masters.
+    void ToPrecisionDtype()
+    {
+        var dtype = Precision.Current.ParameterDtype;
+        if (dtype != ScalarType.Float32) this.to(dtype);
     }
 
     /// <summary>
     /// Loads a Hugging Face folder: <c>config.json</c> and <c>model.safetensors</c> (or the sharded
-    /// <c>model.safetensors.index.json</c>). Weights stored as F16/BF16 are converted to the model's float32.
+    /// <c>model.safetensors.index.json</c>). Weights stored as F16/BF16 are converted to the model's float32 (bfloat16
+    /// under bf16-true, see <see cref="Precision.Current"/>).
     /// </summary>
     /// <exception cref="InvalidDataException">Bad config, missing tensor or wrong shape; the message names the field or tensor (and both shapes).</exception>
     public static LlamaModel FromPretrained(string folder, Device? device = null)
@@ -82,6 +93,7 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
         using var weights = SafetensorsFolder.Open(folder);
         var m = new LlamaModel(config);
         if (device is not null && device.type != DeviceType.CPU) m.to(device);
+        m.ToPrecisionDtype();
         m.LoadWeights(weights);
         return m;
     }
@@ -139,14 +151,17 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
     /// start at <see cref="KvCache.Length"/>); the new keys and values are appended to the cache. Use under
     /// <c>torch.no_grad()</c>.
     /// </summary>
+    /// <remarks>Runs under autocast when <see cref="Precision.Current"/> is mixed (bf16-mixed): the logits are then bfloat16.</remarks>
     public Tensor forward(Tensor inputIds, KvCache? cache)
     {
+        var device = model.embed_tokens.weight!.device;
+        using var autocast = Precision.Current.Autocast(device);
         var h = model.forward(inputIds, cache);
         return lm_head is null ? F.linear(h, model.embed_tokens.weight!) : lm_head.forward(h);
     }
 
     /// <summary>
-    /// Mean cross-entropy of next-token predictions. <paramref name="labels"/> has the shape of
+    /// Mean cross-entropy of next-token predictions, computed in float32 whatever the precision. <paramref name="labels"/> has the shape of
     /// <paramref name="inputIds"/> and is already shifted: <c>labels[b, t]</c> is the id that should follow
     /// <c>inputIds[b, ..t]</c>, or -100 where no loss is taken.
     /// </summary>
@@ -193,8 +208,9 @@ public sealed class KvCache : IDisposable
     {
         long t = k.shape[2];
         if (k.shape[0] != BatchSize) throw new ArgumentException($"batch of {k.shape[0]} does not match the cache's {BatchSize}");
-        Keys[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], k.dtype, k.device);
-        Values[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], v.dtype, v.device);
+        // Made on first use, often inside a caller's per-token DisposeScope: detached, they live as long as the cache.
+        Keys[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], k.dtype, k.device).DetachFromDisposeScope();
+        Values[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], v.dtype, v.device).DetachFromDisposeScope();
         using (no_grad())
         {
             Keys[layer]!.narrow(2, Length, t).copy_(k);
@@ -289,8 +305,10 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
             oldCos.Dispose();
             oldSin.Dispose();
         }
-        var cos = _ropeCos.narrow(0, past, seq).to(h.dtype);
-        var sin = _ropeSin.narrow(0, past, seq).to(h.dtype);
+        // In the dtype q and k will have: the autocast dtype under bf16-mixed (the projections' output), else h's.
+        var ropeDtype = Precision.Current.AutocastDtype ?? h.dtype;
+        var cos = _ropeCos.narrow(0, past, seq).to(ropeDtype);
+        var sin = _ropeSin.narrow(0, past, seq).to(ropeDtype);
         // Causal masking: SDPA's built-in flag is top-left aligned, which is right only without earlier positions.
         Tensor? mask = null;
         if (past > 0 && seq > 1)

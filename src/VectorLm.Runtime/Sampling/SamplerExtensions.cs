@@ -24,6 +24,9 @@ public static class SamplerExtensions
             ids =>
             {
                 using var _ = no_grad();
+                // The engine holds the parameters' own values (the f32 masters under bf16-mixed): compare with them
+                // in full precision, not with an autocast or TF32 forward.
+                using var full = Training.Precision.Full32.Use();
                 return model.forward(ids);
             }, options);
     }
