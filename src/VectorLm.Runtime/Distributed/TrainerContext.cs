@@ -184,7 +184,9 @@ public sealed class TrainerContext : IDisposable
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        return _group is null ? tensor.unsqueeze(0).clone() : _group.AllGather(tensor, new CallSite(member, file, line));
+        if (_group is not null) return _group.AllGather(tensor, new CallSite(member, file, line));
+        using var one = tensor.unsqueeze(0);
+        return one.clone();
     }
 
     /// <summary>
