@@ -52,6 +52,7 @@ public class LauncherTests
 
     static void AssertAllGone(int[] pids)
     {
+        Assert.True(pids.Length > 0, "no rank pid was parsed from the output: the orphan check would check nothing");
         // Stopped ranks are reaped by the launcher before it exits; allow the kernel a moment to tear them down.
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
         while (pids.Any(Alive) && DateTime.UtcNow < deadline) Thread.Sleep(100);

@@ -31,6 +31,15 @@ internal static class TrainerShapeRules
     public const string TrainerContext = "VectorLm.TrainerContext";
     public const string Optimizer = "TorchSharp.torch+optim+Optimizer";
     public const string SamplingEngine = "VectorLm.Sampling.ISamplingEngine";
+    public const string TorchUtils = "TorchSharp.torch+nn+utils";
+    public const string ClipGradNorm = "clip_grad_norm_";
+    public const string ClipGradValue = "clip_grad_value_";
+
+    /// <summary>The runtime class whose methods generated interceptors call.</summary>
+    public const string CollectiveInterceptors = "VectorLm.Hosting.CollectiveInterceptors";
+
+    /// <summary>Names of the methods the generator may intercept: a cheap syntactic filter before binding.</summary>
+    public static bool IsInterceptableName(string? name) => name is "step" or "Generate" or ClipGradNorm or ClipGradValue;
 
     /// <summary>The MSBuild property that picks the trainer whose <c>Main</c> is generated when a project has several.</summary>
     public const string TrainerChoiceProperty = "build_property.VectorLmTrainer";
@@ -212,6 +221,18 @@ internal static class TrainerShapeRules
         return false;
     }
 
+    /// <summary>
+    /// True for <c>torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type)</c> and
+    /// <c>clip_grad_value_(parameters, clip_value)</c>: they must see gradients averaged over ranks.
+    /// </summary>
+    public static bool IsGradientClip(IMethodSymbol method) =>
+        method.IsStatic && method.ContainingType is { } type && IsNamed(type, TorchUtils)
+        && ((method.Name == ClipGradNorm && method.Parameters.Length == 3) || (method.Name == ClipGradValue && method.Parameters.Length == 2));
+
+    /// <summary>True for a call the generator routes through the runtime: an optimizer step, a gradient clip or a Generate.</summary>
+    public static bool IsInterceptedCollective(IMethodSymbol method, Compilation compilation) =>
+        IsOptimizerStep(method) || IsGradientClip(method) || IsSamplingGenerate(method, compilation);
+
     /// <summary>True for <c>ISamplingEngine.Generate</c> and a class's implementation of it.</summary>
     public static bool IsSamplingGenerate(IMethodSymbol method, Compilation compilation)
     {
@@ -222,14 +243,6 @@ internal static class TrainerShapeRules
         if (SymbolEqualityComparer.Default.Equals(method.OriginalDefinition, generate)) return true;
         var implementation = method.ContainingType.FindImplementationForInterfaceMember(generate);
         return SymbolEqualityComparer.Default.Equals(implementation, method);
-    }
-
-    /// <summary>The <c>[DistributedTrainer]</c> class that contains <paramref name="symbol"/> (at any depth), or null.</summary>
-    public static INamedTypeSymbol? ContainingTrainer(ISymbol? symbol)
-    {
-        for (var type = symbol as INamedTypeSymbol ?? symbol?.ContainingType; type is not null; type = type.ContainingType)
-            if (type.GetAttributes().Any(a => a.AttributeClass is { } c && IsNamed(c, DistributedTrainerAttribute))) return type;
-        return null;
     }
 
     /// <summary>True when the user's source declares an entry point: top-level statements or a static <c>Main</c>.</summary>

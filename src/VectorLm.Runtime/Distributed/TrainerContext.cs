@@ -3,6 +3,7 @@ using System.Text.Json;
 using TorchSharp;
 using VectorLm.Distributed;
 using VectorLm.Distributed.Nccl;
+using VectorLm.Training;
 using static TorchSharp.torch;
 using CallSite = VectorLm.Distributed.CallSite;
 
@@ -30,6 +31,7 @@ public sealed class TrainerContext : IDisposable
         LocalRank = localRank;
         WorldSize = worldSize;
         Device = device;
+        Precision = Precision.DefaultFor(device);
         _group = group;
         _store = store;
     }
@@ -107,6 +109,12 @@ public sealed class TrainerContext : IDisposable
     /// <summary>The device this rank trains on (CUDA:LocalRank, or CPU).</summary>
     public Device Device { get; }
 
+    /// <summary>
+    /// How this trainer stores weights and computes (<c>--precision</c>; default bf16-mixed on CUDA, 32-true on the
+    /// CPU). <see cref="Models.LlamaModel"/> reads it through <see cref="Training.Precision.Current"/>.
+    /// </summary>
+    [RankUniform] public Precision Precision { get; internal set; }
+
     /// <summary>The process group behind the collectives; null for a single process.</summary>
     internal ProcessGroup? Group => _group;
 
@@ -179,6 +187,22 @@ public sealed class TrainerContext : IDisposable
     {
         ArgumentNullException.ThrowIfNull(tensor);
         return _group is null ? tensor.unsqueeze(0).clone() : _group.AllGather(tensor, new CallSite(member, file, line));
+    }
+
+    /// <summary>
+    /// Overwrites <paramref name="parameters"/> with rank 0's values on every rank, as PyTorch's DDP does when it wraps
+    /// a model. The SDK's optimizer builders (<see cref="Training.Optimizers.AdamW"/>, <see cref="Training.Trainer"/>)
+    /// do this for you; call it after building an optimizer another way, before the first forward. Samplers made from
+    /// this context are marked stale.
+    /// </summary>
+    [Collective]
+    public void BroadcastParameters(IEnumerable<TorchSharp.Modules.Parameter> parameters,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        if (WorldSize == 1) return;
+        ParameterBroadcast.FromRank0(this, parameters, new CallSite(member, file, line));
+        NotifyWeightsChanged();
     }
 
     /// <summary>

@@ -69,6 +69,8 @@ public static class TrainerHost
                 RendezvousTimeout = options.RendezvousTimeout,
                 Cancellation = stop.Token,
             });
+            ctx.Precision = options.Precision is { } precision ? Training.Precision.Parse(precision) : Training.Precision.DefaultFor(ctx.Device);
+            ctx.Precision.ApplyGlobalSettings();
             using var scope = TrainerContextScope.Enter(ctx);
             stop.Token.ThrowIfCancellationRequested(); // a signal during the rendezvous
             train(ctx, stop.Token).GetAwaiter().GetResult();

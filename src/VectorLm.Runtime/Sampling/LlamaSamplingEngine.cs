@@ -323,11 +323,11 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
         }
     }
 
-    /// <summary>Tokens the engine feeds for <paramref name="prompt"/> (BOS plus the trainer tokenizer's ids).</summary>
+    /// <summary>Tokens the engine feeds for <paramref name="prompt"/>: the trainer tokenizer's ids, after BOS where the tokenizer adds one.</summary>
     public int[] TokenizePrompt(string prompt)
     {
         var ids = _codec.Encode(prompt);
-        return Options.AddBos ? [_codec.BosId, .. ids] : ids;
+        return Options.AddBos && _codec.AddBos && _codec.BosId >= 0 ? [_codec.BosId, .. ids] : ids;
     }
 
     /// <summary>llama.cpp's own tokenization of <paramref name="text"/> with the engine's vocabulary (no BOS).</summary>
