@@ -57,6 +57,7 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
             foreach (var (name, p) in m.named_parameters())
             {
                 if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
+                else if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_(); // as transformers initialises biases
                 else
                 {
                     // Drawn explicitly: nn.init.normal_ does not honour the generator in TorchSharp 0.107.
@@ -207,8 +208,9 @@ public sealed class KvCache : IDisposable
     {
         long t = k.shape[2];
         if (k.shape[0] != BatchSize) throw new ArgumentException($"batch of {k.shape[0]} does not match the cache's {BatchSize}");
-        Keys[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], k.dtype, k.device);
-        Values[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], v.dtype, v.device);
+        // Made on first use, often inside a caller's per-token DisposeScope: detached, they live as long as the cache.
+        Keys[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], k.dtype, k.device).DetachFromDisposeScope();
+        Values[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], v.dtype, v.device).DetachFromDisposeScope();
         using (no_grad())
         {
             Keys[layer]!.narrow(2, Length, t).copy_(k);
@@ -252,13 +254,16 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
         // cos/sin of position x frequency, duplicated over both halves: [max_positions, head_dim], float32.
         using (no_grad())
         {
-            int half = config.HeadDim / 2;
-            using var invFreq = 1.0 / pow(config.RopeTheta, arange(0, half, dtype: ScalarType.Float64) * 2.0 / config.HeadDim);
+            // Frequencies (with rope scaling) and yarn's attention factor come from the config, the one place they are computed.
+            using var invFreq = tensor(config.RopeInverseFrequencies()).to(ScalarType.Float64);
             using var positions = arange(0, config.MaxPositionEmbeddings, dtype: ScalarType.Float64);
             using var freqs = outer(positions, invFreq);
             using var emb = cat([freqs, freqs], -1);
-            _ropeCos = emb.cos().to(ScalarType.Float32).DetachFromDisposeScope();
-            _ropeSin = emb.sin().to(ScalarType.Float32).DetachFromDisposeScope();
+            double attentionFactor = config.RopeAttentionFactor;
+            using var cosScaled = emb.cos().mul_(attentionFactor);
+            using var sinScaled = emb.sin().mul_(attentionFactor);
+            _ropeCos = cosScaled.to(ScalarType.Float32).DetachFromDisposeScope();
+            _ropeSin = sinScaled.to(ScalarType.Float32).DetachFromDisposeScope();
         }
         register_module("embed_tokens", embed_tokens);
         register_module("layers", layers);
@@ -344,7 +349,7 @@ sealed class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
     }
 }
 
-/// <summary>Grouped-query self-attention with rotary embeddings (<c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>; no biases).</summary>
+/// <summary>Grouped-query self-attention with rotary embeddings (<c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>; biases as the config says).</summary>
 sealed class LlamaAttention : nn.Module<Tensor, Tensor>
 {
     readonly Linear q_proj, k_proj, v_proj, o_proj;
@@ -355,10 +360,10 @@ sealed class LlamaAttention : nn.Module<Tensor, Tensor>
         _heads = config.NumAttentionHeads;
         _kvHeads = config.NumKeyValueHeads;
         _headDim = config.HeadDim;
-        q_proj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: false);
-        k_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: false);
-        v_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: false);
-        o_proj = nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: false);
+        q_proj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: config.QkvBias);
+        k_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
+        v_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
+        o_proj = nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: config.OutputBias);
         RegisterComponents();
     }
 
@@ -397,9 +402,9 @@ sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 
     public LlamaMlp(LlamaConfig config) : base("LlamaMLP")
     {
-        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: false);
-        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: false);
-        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: false);
+        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
+        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
+        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: config.MlpBias);
         RegisterComponents();
     }
 

@@ -17,8 +17,9 @@ public static class SamplerExtensions
         ArgumentNullException.ThrowIfNull(trainer);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
-        if (tokenizer.VocabSize != model.Config.VocabSize)
-            throw new ArgumentException($"The tokenizer has {tokenizer.VocabSize} tokens; the model's vocab_size is {model.Config.VocabSize}.", nameof(tokenizer));
+        // Checkpoints often round vocab_size up past the tokenizer (Qwen2): the extra rows are never produced from text.
+        if (tokenizer.VocabSize > model.Config.VocabSize)
+            throw new ArgumentException($"The tokenizer has {tokenizer.VocabSize} tokens; the model's vocab_size is only {model.Config.VocabSize}.", nameof(tokenizer));
         return LlamaSamplingEngine.Create(trainer, Architecture(model.Config), () => Parameters(model), new TokenizerCodec(tokenizer),
             ids =>
             {
@@ -33,7 +34,7 @@ public static class SamplerExtensions
     /// <summary>The engine's view of a Hugging Face Llama config.</summary>
     public static LlamaArchitecture Architecture(LlamaConfig c) =>
         new(c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim,
-            (float)c.RmsNormEps, (float)c.RopeTheta, c.MaxPositionEmbeddings, c.TieWordEmbeddings);
+            (float)c.RmsNormEps, (float)c.RopeTheta, c.MaxPositionEmbeddings, c.TieWordEmbeddings, c.RopeScaling);
 
     static IReadOnlyDictionary<string, Tensor> Parameters(LlamaModel model)
     {
@@ -71,4 +72,10 @@ public sealed class TokenizerCodec(Tokenizer tokenizer) : ITokenCodec
 
     /// <inheritdoc />
     public int UnkId => tokenizer.UnkId;
+
+    /// <inheritdoc />
+    public bool AddBos => tokenizer.AddBosToken && tokenizer.BosId >= 0;
+
+    /// <inheritdoc />
+    public GgufVocabulary Vocabulary => tokenizer.ToGgufVocabulary();
 }
