@@ -69,6 +69,9 @@ public partial class ArithmeticGrpo
     /// <summary>Evaluate every this many GRPO steps (and after the last).</summary>
     [Option] public int EvalEvery { get; init; } = 30;
 
+    /// <summary>Seed of the prompt order and of the engine's sampling streams (the same on every rank).</summary>
+    [Option] public int DataSeed { get; init; } = 7;
+
     /// <summary>JSONL of per-step metrics (rank 0); empty for none.</summary>
     [Option] public string MetricsFile { get; init; } = "";
 
@@ -118,7 +121,7 @@ public partial class ArithmeticGrpo
         progress.WriteLine($"step    0  held-out accuracy {accuracy:P0} ({evalPrompts.Count} additions, greedy)");
         RecordEval(metrics, history, 0, accuracy);
 
-        var shuffle = new Random(7); // the same prompts on every rank
+        var shuffle = new Random(DataSeed); // the same prompts on every rank
         for (int step = 1; step <= Steps; step++)
         {
             var prompts = Enumerable.Range(0, PromptsPerStep).Select(_ => all[shuffle.Next(all.Count)].Prompt).ToList();
@@ -127,7 +130,7 @@ public partial class ArithmeticGrpo
             double swapSeconds = clock.Elapsed.TotalSeconds;
             var completions = sampler.Generate(prompts, new SamplingParams
             {
-                Temperature = 1, MaxNewTokens = MaxNewTokens, N = GroupSize, Seed = (ulong)step,
+                Temperature = 1, MaxNewTokens = MaxNewTokens, N = GroupSize, Seed = (ulong)DataSeed * 1_000_003 + (ulong)step,
             });
             double generationSeconds = clock.Elapsed.TotalSeconds;
             clock.Restart();
