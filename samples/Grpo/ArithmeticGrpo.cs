@@ -140,11 +140,11 @@ public partial class ArithmeticGrpo
             using var rollout = Rollout.Create(prompts, completions, sampler.TokenizePrompt, advantages, ctx.Rank, ctx.WorldSize, ctx.Device);
             var statistics = Update(ctx, model, reference, optimizer, rollout, lossOptions);
 
-            var step_ = GrpoMetrics.FromRollout(completions, scores, GroupSize) with
+            var stepMetrics = GrpoMetrics.FromRollout(completions, scores, GroupSize) with
             {
                 Policy = statistics, GenerationSeconds = generationSeconds, SwapSeconds = swapSeconds, TrainSeconds = clock.Elapsed.TotalSeconds,
             };
-            var values = step_.ToPairs(step).ToList();
+            var values = stepMetrics.ToPairs(step).ToList();
             bool evaluate = step % EvalEvery == 0 || step == Steps;
             if (evaluate)
             {
@@ -154,11 +154,11 @@ public partial class ArithmeticGrpo
             metrics?.Write(values);
             history.Add(step, values);
             if (step % LogCompletionsEvery == 0) completionsLog?.Write(step, prompts, completions, scores, advantages);
-            progress.Update(step, rollout.TotalCompletionTokens, [new("reward", step_.RewardMean), new("loss", statistics.Loss)]);
+            progress.Update(step, rollout.TotalCompletionTokens, [new("reward", stepMetrics.RewardMean), new("loss", statistics.Loss)]);
             if (evaluate)
             {
-                progress.WriteLine($"step {step,4}  held-out accuracy {accuracy:P0}  reward {step_.RewardMean:F3}  " +
-                    $"mismatch {statistics.LogProbMismatch:F4}  engine weights v{step_.WeightVersion}");
+                progress.WriteLine($"step {step,4}  held-out accuracy {accuracy:P0}  reward {stepMetrics.RewardMean:F3}  " +
+                    $"mismatch {statistics.LogProbMismatch:F4}  engine weights v{stepMetrics.WeightVersion}");
                 if (ctx.IsMainRank && PlotFile.Length > 0) MetricsPlot.Save(PlotFile, history, PlotNames);
             }
         }
