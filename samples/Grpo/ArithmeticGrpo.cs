@@ -25,7 +25,7 @@ namespace VectorLm.Samples;
 public partial class ArithmeticGrpo
 {
     /// <summary>GRPO steps (one rollout and one optimizer step each).</summary>
-    [Option] public int Steps { get; init; } = 300;
+    [Option] public int Steps { get; init; } = 400;
 
     /// <summary>Completions sampled per prompt (TRL num_generations).</summary>
     [Option] public int GroupSize { get; init; } = 16;
@@ -67,7 +67,7 @@ public partial class ArithmeticGrpo
     [Option] public int EvalPrompts { get; init; } = 40;
 
     /// <summary>Evaluate every this many GRPO steps (and after the last).</summary>
-    [Option] public int EvalEvery { get; init; } = 30;
+    [Option] public int EvalEvery { get; init; } = 40;
 
     /// <summary>Seed of the prompt order and of the engine's sampling streams (the same on every rank).</summary>
     [Option] public int DataSeed { get; init; } = 7;
