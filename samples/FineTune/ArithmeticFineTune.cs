@@ -36,6 +36,9 @@ public partial class ArithmeticFineTune
     /// <summary>Held-out prompts scored at each sampling point.</summary>
     [Option] public int EvalPrompts { get; init; } = 64;
 
+    /// <summary>A Hugging Face folder (config.json, safetensors, tokenizer.json) to fine-tune; empty: the tiny model made on the spot.</summary>
+    [Option] public string Model { get; init; } = "";
+
     /// <summary>Where to write metrics as JSON lines (rank 0); empty for none.</summary>
     [Option] public string MetricsFile { get; init; } = "";
 
@@ -49,12 +52,12 @@ public partial class ArithmeticFineTune
 
     public void Train(TrainerContext ctx)
     {
-        var tokenizer = Tokenizer.ByteLevel();
+        var tokenizer = Model.Length > 0 ? Tokenizer.FromPretrained(Model) : Tokenizer.ByteLevel();
         var dataset = PackedDataset.FromExamples(ArithmeticTask.Generate(20_000, seed: 1, MaxOperand), tokenizer, sequenceLength: 16);
         var loader = new ShardedDataLoader(dataset, BatchSize, seed: 1, ctx.Rank, ctx.WorldSize, device: ctx.Device);
         var evalPrompts = ArithmeticTask.Generate(EvalPrompts, seed: 12345, MaxOperand).Select(e => e.Prompt).ToList();
 
-        using var model = LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
+        using var model = Model.Length > 0 ? LlamaModel.FromPretrained(Model, ctx.Device) : LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
         using var sampler = ctx.CreateSampler(model, tokenizer);
         var optimizer = Optimizers.AdamW(model, LearningRate);
         var schedule = new CosineSchedule(LearningRate, WarmupSteps: Steps / 20, TotalSteps: Steps, MinLearningRate: LearningRate / 10);

@@ -59,7 +59,7 @@ internal sealed class DeadlockDetector
                 var arms = new List<(string? Sequence, HashSet<int> Nodes)>();
                 foreach (int s in graph.Successors[c])
                 {
-                    var sequence = Sequences.Region(graph, sites, s, stop, out var nodes);
+                    var sequence = Sequences.Region(graph, sites, s, stop, out var nodes, _analysis.Model.Stats);
                     arms.Add((sequence, nodes));
                 }
                 var regionSites = new List<CollectiveSite>();
@@ -83,7 +83,7 @@ internal sealed class DeadlockDetector
                     if (rule == CollectiveDiagnostics.CollectiveAfterEarlyExit && exitingArm is not null
                         && exitingArm.Span.Contains(site.Operation.Syntax.Span))
                         rule = CollectiveDiagnostics.RankConditionalCollective;
-                    var finding = new Finding(rule, site, conditionSyntax, region.Count, certain);
+                    var finding = new Finding(rule, site, conditionSyntax, region.Count, certain && !site.May);
                     if (!findings.TryGetValue(site.Operation, out var old) || old.RegionSize > finding.RegionSize)
                         findings[site.Operation] = finding;
                 }

@@ -10,61 +10,50 @@ namespace VectorLm.Generators;
 public sealed partial class TrainerGenerator
 {
     /// <summary>
-    /// Reuses a trainer's model across compilations that differ only inside member bodies of other files.
+    /// Reuses a file's intercepted call sites across compilations that differ only inside member bodies of other files.
     /// </summary>
     /// <remarks>
-    /// Roslyn re-runs the ForAttributeWithMetadataName transform with a fresh semantic model on every compilation
-    /// change, and finding the collective call sites binds the trainer's method bodies (milliseconds per trainer
-    /// against TorchSharp's overload sets). What those bodies bind to depends only on: the trainer's own files, the
-    /// declarations of every file (types, members, signatures, attributes, usings, initializers, doc comments), the
-    /// metadata references and the options. Member bodies elsewhere cannot change it (C# infers no member types from
-    /// bodies). So a model is reused when its trainer's declaring trees are the same objects and the declaration
-    /// fingerprint, references and options are equal. One cache per generator instance; weak keys, so nothing is
-    /// kept alive by it.
+    /// Roslyn re-runs a syntax provider's transform with a fresh semantic model on every compilation change, and
+    /// finding the collective call sites binds the invocations (milliseconds each against TorchSharp's overload sets).
+    /// What a file's calls bind to depends only on: the file itself, the declarations of every file (types, members,
+    /// signatures, attributes, usings, initializers, doc comments), the metadata references and the options. Member
+    /// bodies elsewhere cannot change it (C# infers no member types from bodies). So a file's result is reused when the
+    /// tree is the same object and the declaration fingerprint, references and options are equal. One cache per
+    /// generator instance; weak keys, so nothing is kept alive by it.
     /// </remarks>
-    internal sealed class ModelCache
+    internal sealed class CallSiteCache
     {
         readonly ConditionalWeakTable<SyntaxTree, StrongBox<ulong>> _treeFingerprints = new();
         readonly ConditionalWeakTable<Compilation, StrongBox<ulong>> _compilationFingerprints = new();
         readonly ConditionalWeakTable<SyntaxTree, Entry> _entries = new();
 
         sealed class Entry(ulong fingerprint, ImmutableArray<MetadataReference> references, CompilationOptions options,
-            SyntaxTree[] trees, string typeName, TrainerSpec? spec)
+            EquatableArray<InterceptorSpec> sites)
         {
             public ulong Fingerprint { get; } = fingerprint;
             public ImmutableArray<MetadataReference> References { get; } = references;
             public CompilationOptions Options { get; } = options;
-            public SyntaxTree[] Trees { get; } = trees;
-            public string TypeName { get; } = typeName;
-            public TrainerSpec? Spec { get; } = spec;
+            public EquatableArray<InterceptorSpec> Sites { get; } = sites;
         }
 
-        public bool TryGet(GeneratorAttributeSyntaxContext context, out TrainerSpec? spec)
+        public bool TryGet(SyntaxTree tree, Compilation compilation, out EquatableArray<InterceptorSpec> sites)
         {
-            spec = null;
-            if (!_entries.TryGetValue(context.TargetNode.SyntaxTree, out var entry)) return false;
-            var compilation = context.SemanticModel.Compilation;
-            if (entry.TypeName != context.TargetSymbol.ToDisplayString()
-                || !entry.Trees.SequenceEqual(DeclaringTrees(context.TargetSymbol))
-                || !entry.Options.Equals(compilation.Options)
+            sites = default;
+            if (!_entries.TryGetValue(tree, out var entry)) return false;
+            if (!entry.Options.Equals(compilation.Options)
                 || !entry.References.SequenceEqual(compilation.References)
                 || entry.Fingerprint != Fingerprint(compilation))
                 return false;
-            spec = entry.Spec;
+            sites = entry.Sites;
             return true;
         }
 
-        public void Store(GeneratorAttributeSyntaxContext context, TrainerSpec? spec)
+        public void Store(SyntaxTree tree, Compilation compilation, EquatableArray<InterceptorSpec> sites)
         {
-            var compilation = context.SemanticModel.Compilation;
-            var entry = new Entry(Fingerprint(compilation), compilation.References.ToImmutableArray(), compilation.Options,
-                DeclaringTrees(context.TargetSymbol), context.TargetSymbol.ToDisplayString(), spec);
-            _entries.Remove(context.TargetNode.SyntaxTree);
-            _entries.Add(context.TargetNode.SyntaxTree, entry);
+            var entry = new Entry(Fingerprint(compilation), compilation.References.ToImmutableArray(), compilation.Options, sites);
+            _entries.Remove(tree);
+            _entries.Add(tree, entry);
         }
-
-        static SyntaxTree[] DeclaringTrees(ISymbol symbol) =>
-            symbol.DeclaringSyntaxReferences.Select(r => r.SyntaxTree).ToArray();
 
         ulong Fingerprint(Compilation compilation) =>
             _compilationFingerprints.GetValue(compilation, c =>
