@@ -67,6 +67,7 @@ public class HfModelEngineTests
     [InlineData("llama3_tied")]
     [InlineData("qwen2_bias")]
     [InlineData("mistral_linear")]
+    [InlineData("llama_yarn_bias")]
     public void Llama_cpp_loads_the_gguf_vocabulary_and_tokenizes_plain_text_alike(string name)
     {
         using var model = LlamaModel.FromPretrained(Folder(name));
