@@ -10,7 +10,9 @@ public static class SamplerExtensions
     /// <summary>
     /// A llama.cpp engine following <paramref name="model"/>: built in memory from its parameters, marked stale after
     /// every optimizer step of <paramref name="trainer"/> and updated in place on the next generate. By default the
-    /// parity gate compares its logits with <paramref name="model"/>'s once, at creation.
+    /// parity gate compares its logits with <paramref name="model"/>'s once, at creation. A LoRA adapter on the model
+    /// (<see cref="LlamaModel.AddLora"/>) is applied by llama.cpp on top of the base; a sync after a step then writes
+    /// only the adapter's tensors.
     /// </summary>
     public static LlamaSamplingEngine CreateSampler(this TrainerContext trainer, LlamaModel model, Tokenizer tokenizer, EngineOptions? options = null)
     {
@@ -24,7 +26,7 @@ public static class SamplerExtensions
             {
                 using var _ = no_grad();
                 return model.forward(ids);
-            }, options);
+            }, options, new LoraSource(model.AdapterWeights, () => model.BaseRevision));
     }
 
     /// <summary>The engine's view of a Hugging Face Llama config.</summary>
@@ -35,7 +37,7 @@ public static class SamplerExtensions
     static IReadOnlyDictionary<string, Tensor> Parameters(LlamaModel model)
     {
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (name, p) in model.named_parameters()) result[name] = p;
+        foreach (var (name, p) in model.BaseParameters()) result[name] = p; // the adapter goes in as an adapter
         return result;
     }
 }
