@@ -31,6 +31,9 @@ internal sealed class GradientReducer
     /// </summary>
     public bool AveragedBeforeStep { get; set; }
 
+    /// <summary>The parameters whose gradients the buckets hold (those that require gradients).</summary>
+    internal IEnumerable<Parameter> ReducedParameters => _buckets.SelectMany(b => b.Parameters);
+
     /// <summary>The reducer of <paramref name="optimizer"/>, made on first use.</summary>
     public static GradientReducer For(optim.Optimizer optimizer) => s_byOptimizer.GetValue(optimizer, _ => new GradientReducer());
 
@@ -62,6 +65,8 @@ internal sealed class GradientReducer
         readonly Tensor _flat;
         readonly Tensor[] _views;
         readonly Tensor _flags;
+
+        public IReadOnlyList<Parameter> Parameters => _params;
 
         public Bucket(Parameter[] ps)
         {
