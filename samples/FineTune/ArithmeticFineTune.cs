@@ -35,6 +35,9 @@ public partial class ArithmeticFineTune
     /// <summary>Held-out prompts scored at each sampling point.</summary>
     [Option] public int EvalPrompts { get; init; } = 64;
 
+    /// <summary>LoRA rank: 0 trains every weight; above 0 trains only a rank-r adapter on all projections (alpha = 2r).</summary>
+    [Option] public int LoraRank { get; init; }
+
     /// <summary>Where to write metrics as JSON lines (rank 0); empty for none.</summary>
     [Option] public string MetricsFile { get; init; } = "";
 
@@ -46,6 +49,7 @@ public partial class ArithmeticFineTune
         var evalPrompts = ArithmeticTask.Generate(EvalPrompts, seed: 12345, MaxOperand).Select(e => e.Prompt).ToList();
 
         using var model = LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
+        if (LoraRank > 0) model.AddLora(new LoraConfig { R = LoraRank, Alpha = 2 * LoraRank }); // before the sampler and optimizer
         using var sampler = ctx.CreateSampler(model, tokenizer);
         var optimizer = Optimizers.AdamW(model, LearningRate);
         var schedule = new CosineSchedule(LearningRate, WarmupSteps: Steps / 20, TotalSteps: Steps, MinLearningRate: LearningRate / 10);
