@@ -361,4 +361,22 @@ public class LoraTests
         Assert.Contains("[8, 64]", ex.Message);
         Assert.All(Snapshot(m), kv => Assert.Equal(Bytes(before[kv.Key]), Bytes(kv.Value)));
     }
+
+    // Users wrap steps in DisposeScopes; an adapter made or loaded inside one must outlive it.
+    [Fact]
+    public void Adapters_made_or_loaded_inside_a_dispose_scope_outlive_it()
+    {
+        using var dir = new TestSetup.TempDir();
+        using var m = LlamaModel.Create(Small, seed: 8);
+        using (NewDisposeScope()) m.AddLora(new LoraConfig { R = 2 });
+        using var ids = Ids();
+        using (var logits = m.forward(ids)) Assert.True(logits.isfinite().all().item<bool>());
+        m.SaveAdapter(dir["a"]);
+        using var other = LlamaModel.Create(Small, seed: 8);
+        using (NewDisposeScope()) other.LoadAdapter(dir["a"]);
+        Assert.All(other.AdapterWeights(), w => Assert.Equal(2L, w.A.shape[0]));
+        using (var logits = other.forward(ids)) Assert.True(logits.isfinite().all().item<bool>());
+        using (NewDisposeScope()) other.MergeAdapter();
+        using (var logits = other.forward(ids)) Assert.True(logits.isfinite().all().item<bool>());
+    }
 }

@@ -62,6 +62,16 @@ public class LoraEngineTests
     }
 
     [Fact]
+    public void The_parity_gate_compares_without_dropout_and_leaves_the_model_training()
+    {
+        using var m = AdaptedModel(new LoraConfig { R = 4, Alpha = 8, Dropout = 0.5 });
+        m.train();
+        using var engine = TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { ParityCheck = ParityCheckMode.EverySync });
+        Assert.True(engine.CheckParity().Relative <= 1e-3f);
+        Assert.True(m.training);
+    }
+
+    [Fact]
     public void A_sync_after_a_step_writes_only_the_adapter_and_the_engine_follows_the_trainer()
     {
         using var m = AdaptedModel(new LoraConfig { R = 4, Alpha = 8 });

@@ -25,7 +25,11 @@ public static class SamplerExtensions
             ids =>
             {
                 using var _ = no_grad();
-                return model.forward(ids);
+                // The engine never drops out: compare with the model in eval mode (LoRA dropout), then restore its mode.
+                bool training = model.training;
+                model.eval();
+                try { return model.forward(ids); }
+                finally { if (training) model.train(); }
             }, options, new LoraSource(model.AdapterWeights, () => model.BaseRevision));
     }
 
