@@ -1,6 +1,7 @@
 using TorchSharp;
 using VectorLm;
 using VectorLm.Data;
+using VectorLm.Hosting;
 using VectorLm.Models;
 using VectorLm.Sampling;
 using VectorLm.Tokenization;
@@ -9,10 +10,10 @@ using VectorLm.Training;
 namespace VectorLm.Samples;
 
 /// <summary>
-/// Teaches a tiny Llama, made on the spot, to add two-digit numbers, and samples its answers with the colocated
-/// llama.cpp engine while it trains. The loop is written for one device; the generated code runs it on
-/// <c>--world-size N</c> ranks: gradients are averaged at <c>optimizer.step()</c>, and <c>Generate</c> syncs the
-/// engine's weights in place and returns the same completions on every rank.
+/// Teaches a tiny Llama, made on the spot, to add numbers (single digits by default, <c>--max-operand</c> for more),
+/// and samples its answers with the colocated llama.cpp engine while it trains. The loop is written for one device;
+/// the generated code runs it on <c>--world-size N</c> ranks: gradients are averaged at <c>optimizer.step()</c>, and
+/// <c>Generate</c> syncs the engine's weights in place and returns the same completions on every rank.
 /// </summary>
 [DistributedTrainer]
 public partial class ArithmeticFineTune
@@ -35,56 +36,89 @@ public partial class ArithmeticFineTune
     /// <summary>Held-out prompts scored at each sampling point.</summary>
     [Option] public int EvalPrompts { get; init; } = 64;
 
+    /// <summary>A Hugging Face folder (config.json, safetensors, tokenizer.json) to fine-tune; empty: the tiny model made on the spot.</summary>
+    [Option] public string Model { get; init; } = "";
+
     /// <summary>LoRA rank: 0 trains every weight; above 0 trains only a rank-r adapter on all projections (alpha = 2r).</summary>
     [Option] public int LoraRank { get; init; }
 
     /// <summary>Where to write metrics as JSON lines (rank 0); empty for none.</summary>
     [Option] public string MetricsFile { get; init; } = "";
 
+    /// <summary>PNG of loss, accuracy, gradient norm and learning rate, rewritten at each sampling point (rank 0); empty for none.</summary>
+    [Option] public string PlotFile { get; init; } = "";
+
+    /// <summary>Save the trained model here at the end (config.json + model.safetensors; rank 0), e.g. for samples/Grpo --init-from.</summary>
+    [Option] public string SaveTo { get; init; } = "";
+
+    static readonly string[] PlotNames = ["loss", "eval_accuracy", "grad_norm", "lr"];
+
     public void Train(TrainerContext ctx)
     {
-        var tokenizer = Tokenizer.ByteLevel();
+        var tokenizer = Model.Length > 0 ? Tokenizer.FromPretrained(Model) : Tokenizer.ByteLevel();
         var dataset = PackedDataset.FromExamples(ArithmeticTask.Generate(20_000, seed: 1, MaxOperand), tokenizer, sequenceLength: 16);
         var loader = new ShardedDataLoader(dataset, BatchSize, seed: 1, ctx.Rank, ctx.WorldSize, device: ctx.Device);
         var evalPrompts = ArithmeticTask.Generate(EvalPrompts, seed: 12345, MaxOperand).Select(e => e.Prompt).ToList();
 
-        using var model = LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
+        using var model = Model.Length > 0 ? LlamaModel.FromPretrained(Model, ctx.Device) : LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
         if (LoraRank > 0) model.AddLora(new LoraConfig { R = LoraRank, Alpha = 2 * LoraRank }); // before the sampler and optimizer
         using var sampler = ctx.CreateSampler(model, tokenizer);
         var optimizer = Optimizers.AdamW(model, LearningRate);
         var schedule = new CosineSchedule(LearningRate, WarmupSteps: Steps / 20, TotalSteps: Steps, MinLearningRate: LearningRate / 10);
         using var metrics = ctx.IsMainRank && MetricsFile.Length > 0 ? new MetricsWriter(MetricsFile) : null;
+        var history = new MetricsHistory();
+        using var progress = new ProgressReporter("fine-tune", Steps, ctx.IsMainRank);
 
         var greedy = SamplingParams.Greedy(maxNewTokens: 4);
-        Report(ctx, 0, double.NaN, sampler.Generate(evalPrompts, greedy), evalPrompts);
+        Report(progress, 0, double.NaN, sampler.Generate(evalPrompts, greedy), evalPrompts);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         for (int step = 1; step <= Steps; step++)
         {
             using var batch = loader.Next();
-            foreach (var group in optimizer.ParamGroups) group.LearningRate = schedule.LearningRate(step);
+            double lr = schedule.LearningRate(step);
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
             optimizer.zero_grad();
             using var loss = model.Loss(batch.InputIds, batch.Labels);
             loss.backward();
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0);
+            CollectiveInterceptors.AverageGradients(optimizer); // clip the averaged gradients, as DDP would
+            double gradNorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0);
             optimizer.step();
 
             // Every rank reports the mean loss over ranks, so the line is the same wherever it is printed.
-            double meanLoss = ctx.AllReduce(loss.detach().clone(), ReduceOp.Avg).item<float>();
-            metrics?.Write(new StepMetrics(step, meanLoss, schedule.LearningRate(step), double.NaN,
-                batch.TokenCount * ctx.WorldSize, clock.Elapsed.TotalSeconds));
+            using var lossOnRanks = loss.detach().clone();
+            double meanLoss = ctx.AllReduce(lossOnRanks, ReduceOp.Avg).item<float>();
+            long tokens = batch.TokenCount * ctx.WorldSize;
+            var values = new List<KeyValuePair<string, double>>
+            {
+                new("step", step), new("loss", meanLoss), new("lr", lr), new("grad_norm", gradNorm),
+                new("tokens_per_s", tokens / clock.Elapsed.TotalSeconds), new("seconds", clock.Elapsed.TotalSeconds),
+            };
             clock.Restart();
+            progress.Update(step, tokens, [new("loss", meanLoss), new("grad_norm", gradNorm)]);
 
             if (step % SampleEvery == 0 || step == Steps)
-                Report(ctx, step, meanLoss, sampler.Generate(evalPrompts, greedy), evalPrompts);
+            {
+                double accuracy = Report(progress, step, meanLoss, sampler.Generate(evalPrompts, greedy), evalPrompts);
+                values.Add(new("eval_accuracy", accuracy));
+                history.Add(step, values);
+                if (ctx.IsMainRank && PlotFile.Length > 0) MetricsPlot.Save(PlotFile, history, PlotNames);
+            }
+            else history.Add(step, values);
+            metrics?.Write(values);
+        }
+        if (ctx.IsMainRank && SaveTo.Length > 0)
+        {
+            model.SaveTo(SaveTo);
+            progress.WriteLine($"saved the model to {SaveTo}");
         }
     }
 
-    static void Report(TrainerContext ctx, int step, double loss, IReadOnlyList<Completion> completions, IReadOnlyList<string> prompts)
+    static double Report(ProgressReporter progress, int step, double loss, IReadOnlyList<Completion> completions, IReadOnlyList<string> prompts)
     {
         int correct = completions.Count(c => ArithmeticTask.IsCorrect(prompts[c.PromptIndex], c.Samples[0].Text));
         var first = completions[1 % completions.Count].Samples[0];
-        if (ctx.IsMainRank)
-            Console.WriteLine($"step {step,4}  loss {loss,6:F3}  accuracy {correct,3}/{prompts.Count}  " +
-                $"e.g. {prompts[1 % prompts.Count]}{first.Text.Trim()}  (engine weights v{first.WeightVersion})");
+        progress.WriteLine($"step {step,4}  loss {loss,6:F3}  accuracy {correct,3}/{prompts.Count}  " +
+            $"e.g. {prompts[1 % prompts.Count]}{first.Text.Trim()}  (engine weights v{first.WeightVersion})");
+        return correct / (double)prompts.Count;
     }
 }

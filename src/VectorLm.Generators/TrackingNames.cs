@@ -11,6 +11,10 @@ public static class TrackingNames
     public const string UserEntryPoint = nameof(UserEntryPoint);
     /// <summary>Project settings: output kind and the VectorLmTrainer property.</summary>
     public const string ProjectSettings = nameof(ProjectSettings);
+    /// <summary>The interceptable collective calls of each file that has any.</summary>
+    public const string CallSites = nameof(CallSites);
+    /// <summary>All interceptable calls of the project, in file order (the interceptors file).</summary>
+    public const string Interceptors = nameof(Interceptors);
     /// <summary>The generated <c>Main</c>, if any.</summary>
     public const string EntryPoint = nameof(EntryPoint);
 }

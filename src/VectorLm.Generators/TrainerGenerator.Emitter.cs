@@ -16,13 +16,11 @@ public sealed partial class TrainerGenerator
         /// <summary>The generator's version, written into [GeneratedCode] (tests mask it).</summary>
         public static readonly string Version = typeof(TrainerGenerator).Assembly.GetName().Version?.ToString() ?? "0.0.0.0";
 
-        const string GeneratedCode = "[global::System.CodeDom.Compiler.GeneratedCode(\"VectorLm.Generators\", \"{0}\")]";
+        internal const string GeneratedCode = "[global::System.CodeDom.Compiler.GeneratedCode(\"VectorLm.Generators\", \"{0}\")]";
 
         public static void EmitTrainer(SourceProductionContext context, TrainerSpec spec)
         {
             context.AddSource(HintPrefix(spec) + ".Trainer.g.cs", SourceText.From(TrainerSource(spec), Encoding.UTF8));
-            if (spec.Interceptors.Count > 0)
-                context.AddSource(HintPrefix(spec) + ".Interceptors.g.cs", SourceText.From(InterceptorsSource(spec), Encoding.UTF8));
         }
 
         public static void EmitEntryPoint(SourceProductionContext context, EntryPointSpec spec) =>
@@ -91,7 +89,7 @@ public sealed partial class TrainerGenerator
                         w.Line("return global::VectorLm.Hosting.TrainerHost.Run(launch, (context, cancellationToken) =>");
                         using (w.OpenBlock(");"))
                         {
-                            w.Line("trainer.Train(context);");
+                            w.Line(spec.TrainKind == TrainKind.SyncCancellable ? "trainer.Train(context, cancellationToken);" : "trainer.Train(context);");
                             w.Line("return global::System.Threading.Tasks.Task.CompletedTask;");
                         }
                     }
@@ -100,57 +98,6 @@ public sealed partial class TrainerGenerator
         }
 
         static string OptionVariable(OptionSpec option) => "option" + option.PropertyName;
-
-        public static string InterceptorsSource(TrainerSpec spec)
-        {
-            var w = Header();
-            w.Line("namespace System.Runtime.CompilerServices");
-            using (w.OpenBlock())
-            {
-                w.Line("// The compiler recognises this attribute by name; a file-local copy keeps it out of the user's API.");
-                w.Line("[global::System.AttributeUsage(global::System.AttributeTargets.Method, AllowMultiple = true)]");
-                w.Line("file sealed class InterceptsLocationAttribute : global::System.Attribute");
-                using (w.OpenBlock())
-                    w.Line("public InterceptsLocationAttribute(int version, string data) { }");
-            }
-            w.Line();
-            w.Line("namespace VectorLm.Generated");
-            using (w.OpenBlock())
-            {
-                w.Line("/// <summary>");
-                w.Line($"/// Routes the collective calls of <see cref=\"{spec.GlobalName}\"/> through the distributed runtime: each");
-                w.Line("/// <c>optimizer.step()</c> all-reduces gradients before stepping and marks samplers stale; each <c>Generate</c>");
-                w.Line("/// syncs stale weights and samples the same completions on every rank.");
-                w.Line("/// </summary>");
-                w.Line(string.Format(CultureInfo.InvariantCulture, GeneratedCode, Version));
-                w.Line($"file static class {spec.ClassName}Interceptors");
-                using (w.OpenBlock())
-                {
-                    for (var i = 0; i < spec.Interceptors.Count; i++)
-                    {
-                        if (i > 0) w.Line();
-                        WriteInterceptor(w, spec.Interceptors[i], i);
-                    }
-                }
-            }
-            return w.ToString();
-        }
-
-        static void WriteInterceptor(SourceWriter w, InterceptorSpec call, int index)
-        {
-            var (receiver, target) = call.Kind == InterceptorKind.OptimizerStep
-                ? ("optimizer", "OptimizerStep")
-                : ("engine", "Generate");
-            var parameters = string.Join(", ", call.Parameters.Select(p => $"{p.TypeName} {Identifier(p.Name)}"));
-            var callerInfo = $"{Literal(call.CallerMember)}, {Literal(call.CallerFile)}, {call.CallerLine.ToString(CultureInfo.InvariantCulture)}";
-            // OptimizerStep(optimizer, closure, ...) and Generate(engine, prompts, parameters, ...): the runtime's
-            // methods take the leading arguments of the intercepted call; caller info is this call site.
-            var forwarded = string.Join(", ", call.Parameters.Take(call.Kind == InterceptorKind.OptimizerStep ? 1 : 2).Select(p => Identifier(p.Name)));
-            w.Line($"// {call.DisplayLocation}: {(call.Kind == InterceptorKind.OptimizerStep ? "step()" : "Generate(...)")} in {call.CallerMember}");
-            w.Line($"[global::System.Runtime.CompilerServices.InterceptsLocation({call.Version.ToString(CultureInfo.InvariantCulture)}, {Literal(call.Data)})]");
-            w.Line($"public static {call.ReturnType} {target}{index.ToString(CultureInfo.InvariantCulture)}(this {call.ReceiverType} {receiver}{(parameters.Length > 0 ? ", " + parameters : "")})");
-            w.Line($"    => global::VectorLm.Hosting.CollectiveInterceptors.{target}({receiver}, {forwarded}, {callerInfo});");
-        }
 
         public static string EntryPointSource(EntryPointSpec spec)
         {
@@ -170,17 +117,17 @@ public sealed partial class TrainerGenerator
             return w.ToString();
         }
 
-        static SourceWriter Header() => new SourceWriter()
+        internal static SourceWriter Header(string from = "a [DistributedTrainer] class") => new SourceWriter()
             .Line("// <auto-generated/>")
-            .Line("// Generated by VectorLm.Generators (TrainerGenerator) from a [DistributedTrainer] class. Do not edit.")
+            .Line($"// Generated by VectorLm.Generators (TrainerGenerator) from {from}. Do not edit.")
             .Line("#nullable enable")
             .Line();
 
-        static string Literal(string? value) =>
+        internal static string Literal(string? value) =>
             value is null ? "null" : SymbolDisplay.FormatLiteral(value, quote: true);
 
         // Parameter names that are C# keywords (none today in TorchSharp or VectorLm) stay valid.
-        static string Identifier(string name) =>
+        internal static string Identifier(string name) =>
             SyntaxFacts.GetKeywordKind(name) != SyntaxKind.None ? "@" + name : name;
     }
 }

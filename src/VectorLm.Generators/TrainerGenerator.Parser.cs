@@ -30,31 +30,14 @@ public sealed partial class TrainerGenerator
             var valid = TrainerShapeRules.IsPartial(type) && TrainerShapeRules.ClassShapeProblem(type) is null
                 && kind != TrainMethodKind.None && optionsValid;
             if (!valid)
-                return new TrainerSpec(ns, type.Name, fullName, false, null, TrainKind.Sync, false, default, default);
-
-            ct.ThrowIfCancellationRequested();
-            var compilation = context.SemanticModel.Compilation;
-            var interceptors = new List<InterceptorSpec>();
-            foreach (var reference in type.DeclaringSyntaxReferences)
-            {
-                var declaration = reference.GetSyntax(ct);
-                var model = declaration.SyntaxTree == context.SemanticModel.SyntaxTree
-                    ? context.SemanticModel
-                    : compilation.GetSemanticModel(declaration.SyntaxTree);
-                foreach (var invocation in declaration.DescendantNodes().OfType<InvocationExpressionSyntax>())
-                {
-                    ct.ThrowIfCancellationRequested();
-                    if (ParseInterceptor(model, invocation, ct) is { } interceptor) interceptors.Add(interceptor);
-                }
-            }
+                return new TrainerSpec(ns, type.Name, fullName, false, null, TrainKind.Sync, false, default);
 
             var disposable = type.AllInterfaces.Any(i => i.SpecialType == SpecialType.System_IDisposable);
             return new TrainerSpec(
                 ns, type.Name, fullName, true, DocSummary(type, ct),
-                kind == TrainMethodKind.Async ? TrainKind.Async : TrainKind.Sync,
+                kind switch { TrainMethodKind.Async => TrainKind.Async, TrainMethodKind.SyncCancellable => TrainKind.SyncCancellable, _ => TrainKind.Sync },
                 disposable,
-                new EquatableArray<OptionSpec>(options),
-                new EquatableArray<InterceptorSpec>(interceptors));
+                new EquatableArray<OptionSpec>(options));
         }
 
         static List<OptionSpec> ParseOptions(INamedTypeSymbol type, out bool valid)
@@ -79,61 +62,6 @@ public sealed partial class TrainerGenerator
                 options.Add(new OptionSpec(property.Name, "--" + name, property.Type.ToDisplayString(s_typeFormat), description, needsBang));
             }
             return options;
-        }
-
-        static InterceptorSpec? ParseInterceptor(SemanticModel model, InvocationExpressionSyntax invocation, CancellationToken ct)
-        {
-            // Cheap syntactic filter first: only ".step(" and ".Generate(" calls can be collective.
-            var name = invocation.Expression switch
-            {
-                MemberAccessExpressionSyntax m => m.Name.Identifier.ValueText,
-                MemberBindingExpressionSyntax b => b.Name.Identifier.ValueText,
-                _ => null,
-            };
-            if (name is not ("step" or "Generate")) return null;
-            if (model.GetSymbolInfo(invocation, ct).Symbol is not IMethodSymbol method || method.IsStatic) return null;
-
-            InterceptorKind kind;
-            if (name == "step" && TrainerShapeRules.IsOptimizerStep(method)) kind = InterceptorKind.OptimizerStep;
-            else if (name == "Generate" && TrainerShapeRules.IsSamplingGenerate(method, model.Compilation)) kind = InterceptorKind.Generate;
-            else return null;
-
-            // The interceptor names the declaring type; a type generated code cannot see cannot be intercepted.
-            if (!model.Compilation.IsSymbolAccessibleWithin(method.ContainingType, model.Compilation.Assembly)) return null;
-            var location = model.GetInterceptableLocation(invocation, ct);
-            if (location is null) return null;
-
-            var line = invocation.Expression is MemberAccessExpressionSyntax access
-                ? access.Name.GetLocation().GetLineSpan().StartLinePosition.Line + 1
-                : invocation.GetLocation().GetLineSpan().StartLinePosition.Line + 1;
-            return new InterceptorSpec(
-                kind,
-                location.Version,
-                location.Data,
-                location.GetDisplayLocation(),
-                method.ContainingType.ToDisplayString(s_typeFormat),
-                method.ReturnType.ToDisplayString(s_typeFormat),
-                new EquatableArray<ParameterSpec>(method.Parameters.Select(p => new ParameterSpec(p.Name, p.Type.ToDisplayString(s_typeFormat)))),
-                CallerMemberName(model, invocation),
-                invocation.SyntaxTree.FilePath,
-                line);
-        }
-
-        // What [CallerMemberName] gives at this point: the enclosing method, property or event, through lambdas and local functions.
-        static string CallerMemberName(SemanticModel model, SyntaxNode node)
-        {
-            var symbol = model.GetEnclosingSymbol(node.SpanStart);
-            while (symbol is IMethodSymbol { MethodKind: MethodKind.AnonymousFunction or MethodKind.LocalFunction })
-                symbol = symbol.ContainingSymbol;
-            return symbol switch
-            {
-                IMethodSymbol { AssociatedSymbol: { } associated } => associated.Name,
-                IMethodSymbol { MethodKind: MethodKind.Constructor } => ".ctor",
-                IMethodSymbol { MethodKind: MethodKind.StaticConstructor } => ".cctor",
-                IMethodSymbol { MethodKind: MethodKind.Destructor } => "Finalize",
-                null => "",
-                _ => symbol.Name,
-            };
         }
 
         // The <summary> text of the XML doc comment, whitespace collapsed. Read from syntax so that it works whether or

@@ -1,7 +1,9 @@
 using System.Collections.Immutable;
 using System.Linq;
+using System.Text;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
+using Microsoft.CodeAnalysis.Text;
 using VectorLm.Analyzers.TrainerShape;
 using VectorLm.Generators.Model;
 
@@ -10,7 +12,8 @@ namespace VectorLm.Generators;
 /// <summary>
 /// Turns a <c>[DistributedTrainer]</c> partial class with a one-device training loop into a program that runs it on N
 /// ranks: a <c>Run(string[] args)</c> entry point with the command line, a <c>Main</c> when the project has none, and
-/// interceptors that route <c>optimizer.step()</c> and <c>ISamplingEngine.Generate</c> through the collectives.
+/// interceptors that route <c>optimizer.step()</c>, gradient clipping and <c>ISamplingEngine.Generate</c> through the
+/// collectives at every call site of the project.
 /// </summary>
 /// <remarks>
 /// The generator never reports diagnostics: the VLM0001+ analyzers do, and the generator skips what they reject
@@ -22,18 +25,11 @@ public sealed partial class TrainerGenerator : IIncrementalGenerator
     /// <inheritdoc />
     public void Initialize(IncrementalGeneratorInitializationContext context)
     {
-        var cache = new ModelCache();
         var trainers = context.SyntaxProvider
             .ForAttributeWithMetadataName(
                 TrainerShapeRules.DistributedTrainerAttribute,
                 static (node, _) => node is ClassDeclarationSyntax,
-                (ctx, ct) =>
-                {
-                    if (cache.TryGet(ctx, out var cached)) return cached;
-                    var spec = Parser.Parse(ctx, ct);
-                    cache.Store(ctx, spec);
-                    return spec;
-                })
+                static (ctx, ct) => Parser.Parse(ctx, ct))
             .Where(static spec => spec is not null)
             .Select(static (spec, _) => spec!)
             .WithTrackingName(TrackingNames.Trainers);
@@ -43,6 +39,35 @@ public sealed partial class TrainerGenerator : IIncrementalGenerator
             .WithTrackingName(TrackingNames.ValidTrainers);
 
         context.RegisterSourceOutput(validTrainers, static (spc, spec) => Emitter.EmitTrainer(spc, spec));
+
+        // Collective calls are intercepted in every file, not only in trainers: a step in a helper class must average
+        // gradients too. One transform per file; unchanged files reuse their result (see CallSiteCache).
+        var cache = new CallSiteCache();
+        var callSites = context.SyntaxProvider
+            .CreateSyntaxProvider(
+                static (node, _) => node is CompilationUnitSyntax,
+                (ctx, ct) =>
+                {
+                    var tree = ctx.Node.SyntaxTree;
+                    var compilation = ctx.SemanticModel.Compilation;
+                    if (cache.TryGet(tree, compilation, out var cached)) return cached;
+                    var sites = Interceptors.ParseFile(ctx.SemanticModel, ct);
+                    cache.Store(tree, compilation, sites);
+                    return sites;
+                })
+            .Where(static sites => sites.Count > 0)
+            .WithTrackingName(TrackingNames.CallSites);
+
+        var interceptors = callSites
+            .Collect()
+            .Select(static (files, _) => new EquatableArray<InterceptorSpec>(files.SelectMany(f => f)))
+            .WithTrackingName(TrackingNames.Interceptors);
+
+        context.RegisterSourceOutput(interceptors, static (spc, sites) =>
+        {
+            if (sites.Count > 0)
+                spc.AddSource(Interceptors.HintName, SourceText.From(Interceptors.Source(sites), Encoding.UTF8));
+        });
 
         var hasUserEntryPoint = context.SyntaxProvider
             .CreateSyntaxProvider(

@@ -62,16 +62,20 @@ public class CollectiveTests
     }
 
     [Theory]
-    [InlineData(ScalarType.Float16)]
-    [InlineData(ScalarType.BFloat16)]
-    public void AllReduce_of_half_precision_sums_in_float32(ScalarType dtype)
+    [InlineData(ScalarType.Float16, 2048.0)]  // f16: 2048 + 1 rounds back to 2048 (spacing 2 there)
+    [InlineData(ScalarType.BFloat16, 256.0)]  // bf16: 256 + 1 rounds back to 256
+    public void AllReduce_of_half_precision_sums_in_float32(ScalarType dtype, double big)
     {
-        var results = new Tensor[2];
-        LocalGroup.Run(2, ctx => results[ctx.Rank] = ctx.AllReduce(full(100, 0.5 + ctx.Rank, dtype: dtype)));
+        // Ranks hold big, 1, 1: the exact sum big + 2 is representable, but any order of additions in the tensor's
+        // own precision that adds a 1 to big first loses it (a 3-rank ring starts two of its three chunks that way).
+        var results = new Tensor[3];
+        LocalGroup.Run(3, ctx => results[ctx.Rank] = ctx.AllReduce(full(96, ctx.Rank == 0 ? big : 1.0, dtype: dtype)));
         foreach (var r in results)
         {
             Assert.Equal(dtype, r.dtype);
-            Assert.True(r.to_type(ScalarType.Float32).eq(2.0f).all().item<bool>());
+            using var asFloat = r.to_type(ScalarType.Float32);
+            var values = asFloat.data<float>().ToArray();
+            Assert.True(values.All(v => v == big + 2), $"{dtype}: got {string.Join(", ", values.Distinct())}, expected {big + 2}");
         }
     }
 

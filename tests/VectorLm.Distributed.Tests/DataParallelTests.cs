@@ -113,8 +113,9 @@ public class DataParallelTests
     }
 
     [Fact]
-    public void Ranks_initialised_differently_start_from_rank_0s_weights()
+    public void An_optimizer_the_SDK_did_not_build_starts_from_rank_0s_weights_at_its_first_step()
     {
+        var initial = new Tensor[2][];
         var finals = new Tensor[2][];
         LocalGroup.Run(2, ctx =>
         {
@@ -125,13 +126,51 @@ public class DataParallelTests
                 manual_seed(10 + ctx.Rank); // a different initialisation per rank
                 model = nn.Sequential(nn.Linear(4, 3));
             }
+            initial[ctx.Rank] = model.parameters().Select(p => p.detach().clone()).ToArray();
             var opt = optim.SGD(model.parameters(), 0.1);
-            model.forward(ones(2, 4)).sum().backward();
+            model.forward(ones(2, 4)).sum().backward(); // gradient 2 everywhere, whatever the weights
             CollectiveInterceptors.OptimizerStep(opt, null);
             finals[ctx.Rank] = model.parameters().Select(p => p.detach().clone()).ToArray();
         });
-        for (int i = 0; i < finals[0].Length; i++)
-            Assert.Equal(finals[0][i].bytes.ToArray(), finals[1][i].bytes.ToArray());
+        Assert.False(initial[0][0].allclose(initial[1][0]), "the ranks must start different for this test to mean anything");
+        for (int r = 0; r < 2; r++)
+            for (int i = 0; i < finals[r].Length; i++)
+            {
+                using var expected = initial[0][i] - 0.1f * 2; // rank 0's initial weights, one SGD step
+                Assert.True(finals[r][i].allclose(expected, rtol: 0, atol: 1e-6), $"rank {r} parameter {i} does not continue from rank 0's weights");
+            }
+    }
+
+    [Fact]
+    public void Two_ranks_under_bf16_mixed_end_with_identical_f32_parameters()
+    {
+        var perRank = new Tensor[2][];
+        LocalGroup.Run(2, ctx =>
+        {
+            ctx.Precision = VectorLm.Training.Precision.Bf16Mixed;
+            using var scope = TrainerContextScope.Enter(ctx);
+            VectorLm.Models.LlamaModel model;
+            lock (TorchGlobalRng.Lock) model = VectorLm.Models.LlamaModel.Create(VectorLm.Models.LlamaConfig.Tiny with { MaxPositionEmbeddings = 16 }, seed: 3);
+            using (model)
+            {
+                var opt = VectorLm.Training.Optimizers.AdamW(model, 1e-3);
+                for (int step = 0; step < 3; step++)
+                {
+                    // Different data per rank: only the gradient average makes the parameters agree.
+                    var g = new Generator((ulong)(10 * step + ctx.Rank));
+                    using var ids = randint(0, 259, [2, 16], dtype: ScalarType.Int64, generator: g);
+                    opt.zero_grad();
+                    using var logits = model.forward(ids);
+                    Assert.Equal(ScalarType.BFloat16, logits.dtype); // autocast is on, on each rank's thread
+                    model.Loss(ids, ids).backward();
+                    CollectiveInterceptors.OptimizerStep(opt, null);
+                }
+                perRank[ctx.Rank] = model.parameters().Select(p => p.detach().clone()).ToArray();
+            }
+        });
+        Assert.All(perRank[0], p => Assert.Equal(ScalarType.Float32, p.dtype));
+        for (int i = 0; i < perRank[0].Length; i++)
+            Assert.Equal(perRank[0][i].bytes.ToArray(), perRank[1][i].bytes.ToArray());
     }
 
     [Fact]

@@ -11,7 +11,9 @@ public class LauncherTests
 
     sealed record Result(int ExitCode, string Output, int[] RankPids);
 
-    static Process Start(params string[] args)
+    static Process Start(params string[] args) => StartWith(new Dictionary<string, string>(), args);
+
+    static Process StartWith(Dictionary<string, string> env, params string[] args)
     {
         Assert.True(File.Exists(WorkerDll), $"worker not built at {WorkerDll}");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -20,6 +22,8 @@ public class LauncherTests
         psi.Environment.Remove("RANK");
         psi.Environment.Remove("SLURM_PROCID");
         psi.Environment.Remove("MASTER_PORT");
+        psi.Environment.Remove("VECTORLM_JOB_TOKEN");
+        foreach (var (k, v) in env) psi.Environment[k] = v;
         return Process.Start(psi)!;
     }
 
@@ -48,6 +52,7 @@ public class LauncherTests
 
     static void AssertAllGone(int[] pids)
     {
+        Assert.True(pids.Length > 0, "no rank pid was parsed from the output: the orphan check would check nothing");
         // Stopped ranks are reaped by the launcher before it exits; allow the kernel a moment to tear them down.
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
         while (pids.Any(Alive) && DateTime.UtcNow < deadline) Thread.Sleep(100);
@@ -98,17 +103,132 @@ public class LauncherTests
     }
 
     [Fact]
-    public void Ctrl_C_on_the_launcher_stops_every_rank()
+    public void Ctrl_C_on_the_launcher_reaches_every_rank_loop_and_the_job_exits_130()
     {
         using var p = Start("sleep", "2");
-        var ranks = WaitForRankPids(p, 2);
+        var ranks = WaitForRankPids(p, 2, out var output);
         // A job started in the background by a non-interactive shell inherits SIGINT ignored, and the launcher then
-        // ignores it as every program should; SIGTERM takes the same stop-all path there.
-        string signal = SigIntIgnoredByThisProcess() ? "-TERM" : "-INT";
-        using (var kill = Process.Start("kill", [signal, p.Id.ToString()])) kill.WaitForExit();
+        // ignores it as every program should; SIGTERM takes the same stop path there.
+        bool term = SigIntIgnoredByThisProcess();
+        Signal(p.Id, term ? "-TERM" : "-INT");
         Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)), "the launcher ignored Ctrl+C");
-        Assert.Equal(130, p.ExitCode);
+        Assert.Equal(term ? 143 : 130, p.ExitCode);
         AssertAllGone(ranks);
+        // The ranks stopped through their loops' token, not by the launcher's kill after the grace period.
+        string text = output();
+        string name = term ? "SIGTERM" : "SIGINT";
+        Assert.Contains($"[rank0] stopped by {name}", text);
+        Assert.Contains($"[rank1] stopped by {name}", text);
+    }
+
+    [Fact]
+    public void SIGTERM_stops_a_loop_that_only_calls_collectives_with_exit_143()
+    {
+        using var p = Start("collective-loop", "2");
+        var ranks = WaitForRankPids(p, 2, out var output);
+        WaitForLine(output, "[rank1] ready");
+        Signal(p.Id, "-TERM");
+        Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)), "the job did not stop");
+        Assert.Equal(143, p.ExitCode);
+        AssertAllGone(ranks);
+        string text = output();
+        Assert.Contains("launcher: SIGTERM; stopping 2 rank(s)", text);
+        Assert.Contains("[rank0] stopped by SIGTERM", text);
+        Assert.Contains("[rank1] stopped by SIGTERM", text);
+    }
+
+    [Fact]
+    public void A_second_signal_ends_a_rank_that_ignores_the_first()
+    {
+        // One rank started as torchrun would (no launcher), running a loop that never looks at its token.
+        using var p = StartWith(new() { ["RANK"] = "0", ["WORLD_SIZE"] = "1", ["MASTER_PORT"] = "0" }, "stubborn", "1");
+        var pid = WaitForRankPids(p, 1, out var output).Single();
+        WaitForLine(output, "ready");
+        Signal(pid, "-TERM");
+        WaitForLine(output, "SIGTERM: stopping (send it again to exit at once)");
+        Thread.Sleep(StopWindow); // a copy of the same signal within the window would count as the first
+        Assert.False(p.HasExited, "one signal must only ask the loop to stop");
+        Signal(pid, "-TERM");
+        Assert.True(p.WaitForExit(TimeSpan.FromSeconds(20)), "the second signal did not end the process");
+        Assert.Equal(143, p.ExitCode); // killed by SIGTERM, as a shell reports it
+        Assert.Contains("second stop signal: exiting now", output());
+    }
+
+    [Fact]
+    public void A_two_rank_job_runs_to_completion_while_strangers_send_junk_to_its_store()
+    {
+        int port = VectorLm.Hosting.RankLauncher.FreePort();
+        string stopFile = Path.Combine(Path.GetTempPath(), $"vectorlm-fuzz-{Guid.NewGuid():N}");
+        const string token = "fuzz-test-token";
+        using var p = StartWith(new() { ["MASTER_PORT"] = port.ToString(), ["VECTORLM_JOB_TOKEN"] = token, ["VECTORLM_TEST_STOP_FILE"] = stopFile },
+            "steady", "2");
+        try
+        {
+            var ranks = WaitForRankPids(p, 2, out var output);
+            WaitForLine(output, "[rank0] ready");
+            var random = new Random(42);
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            // Four bytes read as a negative length: what killed rank 0 before the store checked its input.
+            Junk(port, [0xFF, 0xFF, 0xFF, 0xFF]);
+            Junk(port, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"u8.ToArray());
+            for (int i = 0; i < 120 && DateTime.UtcNow < deadline; i++)
+            {
+                var junk = new byte[random.Next(1, 48)];
+                random.NextBytes(junk);
+                if (i % 2 == 0)
+                {
+                    // past the hello with the right token, then a random (often truncated) frame
+                    var hello = new byte[6 + token.Length];
+                    "VLS1"u8.CopyTo(hello);
+                    hello[4] = (byte)token.Length;
+                    System.Text.Encoding.ASCII.GetBytes(token).CopyTo(hello, 6);
+                    if (junk.Length >= 5)
+                    {
+                        BitConverter.GetBytes(junk.Length - 4 + random.Next(0, 3)).CopyTo(junk, 0);
+                        junk[4] = (byte)random.Next(3, 8); // Add, Wait, Check, Delete, or unknown: never touches the job's keys
+                        if (junk[4] == 4) junk[^1] = 0;
+                    }
+                    Junk(port, [.. hello, .. junk]);
+                }
+                else Junk(port, junk);
+            }
+            File.WriteAllText(stopFile, "stop");
+            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(90)), "the job did not finish");
+            string text = output();
+            Assert.True(p.ExitCode == 0, text);
+            Assert.Contains("[rank0] ok after", text);
+            Assert.Contains("[rank1] ok after", text);
+            Assert.Contains("[rank0] vectorlm store: closed a connection from 127.0.0.1", text); // logged, not fatal
+            AssertAllGone(ranks);
+        }
+        finally
+        {
+            if (!p.HasExited) p.Kill(entireProcessTree: true);
+            File.Delete(stopFile);
+        }
+    }
+
+    static void Junk(int port, byte[] bytes)
+    {
+        using var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        s.Connect(System.Net.IPAddress.Loopback, port);
+        try { s.Send(bytes); } catch (System.Net.Sockets.SocketException) { }
+        s.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+    }
+
+    static readonly TimeSpan StopWindow = TimeSpan.FromSeconds(1.5);
+
+    static void Signal(int pid, string signal)
+    {
+        using var kill = Process.Start("kill", [signal, pid.ToString()]);
+        kill.WaitForExit();
+    }
+
+    static void WaitForLine(Func<string> output, string line)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!output().Contains(line) && DateTime.UtcNow < deadline) Thread.Sleep(50);
+        Assert.True(output().Contains(line), $"no line '{line}' in:\n{output()}");
     }
 
     static bool SigIntIgnoredByThisProcess()
@@ -117,19 +237,26 @@ public class LauncherTests
         return (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) & (1UL << (2 - 1))) != 0; // SIGINT = 2
     }
 
-    static int[] WaitForRankPids(Process p, int count)
+    static int[] WaitForRankPids(Process p, int count) => WaitForRankPids(p, count, out _);
+
+    /// <summary>Waits for the ranks' pid lines; <paramref name="output"/> returns everything printed so far.</summary>
+    static int[] WaitForRankPids(Process p, int count, out Func<string> output)
     {
         var pids = new List<int>();
-        _ = Task.Run(() =>
+        var text = new System.Text.StringBuilder();
+        output = () => { lock (text) return text.ToString(); };
+        void Pump(StreamReader reader) => Task.Run(() =>
         {
             string? line;
-            while ((line = p.StandardOutput.ReadLine()) is not null)
+            while ((line = reader.ReadLine()) is not null)
             {
-                var m = Regex.Match(line, @"\[rank\d+\] pid \d+ (\d+)");
+                lock (text) text.AppendLine(line);
+                var m = Regex.Match(line, @"pid \d+ (\d+)");
                 if (m.Success) lock (pids) pids.Add(int.Parse(m.Groups[1].Value));
             }
         });
-        _ = p.StandardError.ReadToEndAsync();
+        Pump(p.StandardOutput);
+        Pump(p.StandardError);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         while (DateTime.UtcNow < deadline) { lock (pids) if (pids.Count == count) break; Thread.Sleep(50); }
         lock (pids)

@@ -45,7 +45,7 @@ public class LoraDataParallelTests
             CollectiveInterceptors.OptimizerStep(opt, null);
         }
         var final = m.named_parameters().Select(p => (p.name, (Tensor)p.parameter.detach().clone())).ToList();
-        var reducer = TrainerContextScope.Current is { WorldSize: > 1 } ? GradientReducer.For(opt) : null;
+        var reducer = TrainerContextScope.Current is { WorldSize: > 1 } ? CollectiveInterceptors.ReducerOf(opt) : null;
         return (m, initial, final, reducer);
     }
 

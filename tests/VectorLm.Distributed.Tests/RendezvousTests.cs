@@ -15,7 +15,7 @@ public class RendezvousTests
         squatter.Start();
         int port = ((IPEndPoint)squatter.LocalEndpoint).Port;
         var e = Assert.Throws<DistributedException>(() => TcpStore.Connect("127.0.0.1", port, isServer: true, TimeSpan.FromSeconds(5)));
-        Assert.Contains($"MASTER_PORT {port} is already in use", e.Message);
+        Assert.Contains($"rank 0's rendezvous store (MASTER_PORT) cannot listen on port {port}: it is already in use", e.Message);
     }
 
     [Fact]

@@ -7,14 +7,14 @@ using static TorchSharp.torch;
 // Each scenario prints "pid <rank> <pid>" first so tests can check that no rank outlives the launcher.
 if (args.Length < 2)
 {
-    Console.Error.WriteLine("usage: Worker <collectives|throw|signal|sleep|desync> <world-size> [timeout-seconds]");
+    Console.Error.WriteLine("usage: Worker <collectives|throw|signal|sleep|stubborn|collective-loop|steady|rank1-leaves|desync> <world-size> [timeout-seconds]");
     return 2;
 }
 string scenario = args[0];
 var options = new LaunchOptions
 {
     WorldSize = int.Parse(args[1], CultureInfo.InvariantCulture),
-    Backend = "tcp",
+    Backend = Environment.GetEnvironmentVariable("VECTORLM_TEST_BACKEND") ?? "tcp", // nccl on the GPU machine (bench/gpu/watchdog.sh)
     Threads = 1,
     CollectiveTimeout = args.Length > 2 ? TimeSpan.FromSeconds(double.Parse(args[2], CultureInfo.InvariantCulture)) : null,
 };
@@ -44,9 +44,60 @@ return TrainerHost.Run(options, (ctx, ct) =>
             if (ctx.Rank == 1) System.Diagnostics.Process.GetCurrentProcess().Kill(); // SIGKILL
             Thread.Sleep(Timeout.Infinite);
             break;
-        case "sleep":
+        case "sleep": // a loop that watches its token
+            Console.WriteLine("ready");
+            ct.WaitHandle.WaitOne();
+            ct.ThrowIfCancellationRequested();
+            break;
+        case "stubborn": // ignores the token: only a second signal ends it
+            Console.WriteLine("ready");
             Thread.Sleep(Timeout.Infinite);
             break;
+        case "collective-loop": // never looks at the token: the collectives must observe it
+            for (long i = 0; ; i++)
+            {
+                ctx.AllReduce(ones(4));
+                ctx.Barrier();
+                if (i == 0) Console.WriteLine("ready");
+                Thread.Sleep(10);
+            }
+        case "steady": // collectives until the file named by VECTORLM_TEST_STOP_FILE exists (at most a minute)
+        {
+            string stopFile = Environment.GetEnvironmentVariable("VECTORLM_TEST_STOP_FILE") ?? throw new ArgumentException("VECTORLM_TEST_STOP_FILE is not set");
+            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
+            long steps = 0;
+            for (bool stop = false; !stop; steps++)
+            {
+                var t = full(4, 1.0f);
+                ctx.AllReduce(t);
+                if (t[0].item<float>() != ctx.WorldSize) throw new InvalidOperationException($"all-reduce gave {t[0].item<float>()}");
+                if (steps == 0) Console.WriteLine("ready");
+                // Every rank must leave the loop at the same step, so rank 0 decides for all.
+                stop = ctx.Broadcast(File.Exists(stopFile) || DateTime.UtcNow > deadline);
+                Thread.Sleep(5);
+            }
+            Console.WriteLine($"ok after {steps} steps");
+            break;
+        }
+        case "rank1-leaves": // rank 1 leaves mid-job (exit 0, so the launcher keeps waiting): rank 0 must fail on its own
+        {
+            var t = ones(1 << 20, device: ctx.Device);
+            ctx.AllReduce(t);
+            Console.WriteLine($"ready {t[0].item<float>()} on {ctx.Backend}");
+            ctx.Barrier();
+            if (ctx.Rank == 1)
+            {
+                ctx.AllReduce(t); // queued, then the process goes away under it
+                Console.WriteLine($"leaving at {DateTime.UtcNow:HH:mm:ss.fff}");
+                Environment.Exit(0);
+            }
+            for (int i = 0; i < 3; i++)
+            {
+                ctx.AllReduce(t);
+                Console.WriteLine($"step {i}: {t[0].item<float>()} at {DateTime.UtcNow:HH:mm:ss.fff}");
+            }
+            throw new InvalidOperationException("rank 0 finished collectives whose peer had left");
+        }
         case "desync":
             if (ctx.Rank == 0) ctx.Barrier();
             else ctx.AllReduce(ones(3));

@@ -54,6 +54,15 @@ public static class AnalyzerTests
             """);
 
         [Fact]
+        public Task Valid_sync_trainer_with_a_stop_token() => VerifyAsync("""
+            [DistributedTrainer]
+            public partial class T
+            {
+                public void Train(TrainerContext ctx, CancellationToken ct) { }
+            }
+            """);
+
+        [Fact]
         public Task Two_trainers_in_a_library() => VerifyAsync("""
             [DistributedTrainer] public partial class A { public void Train(TrainerContext ctx) { } }
             [DistributedTrainer] public partial class B { public void Train(TrainerContext ctx) { } }
@@ -119,6 +128,16 @@ public static class AnalyzerTests
             {
                 public void {|VLM0002:Train|}(TrainerContext ctx) { }
                 public Task TrainAsync(TrainerContext ctx, CancellationToken ct) => Task.CompletedTask;
+            }
+            """);
+
+        [Fact]
+        public Task Train_with_and_without_a_token() => VerifyAsync("""
+            [DistributedTrainer]
+            public partial class T
+            {
+                public void {|VLM0002:Train|}(TrainerContext ctx) { }
+                public void Train(TrainerContext ctx, CancellationToken ct) { }
             }
             """);
     }
@@ -266,11 +285,35 @@ public static class AnalyzerTests
             """ + Engine.Replace("public sealed class Echo", "private sealed class Hidden", StringComparison.Ordinal) + "\n}\n");
 
         [Fact]
-        public Task Outside_trainers_nothing_is_reported() => VerifyAsync(Engine + """
+        public Task Outside_trainers_too() => VerifyAsync(Engine + """
 
             public static class Helper
             {
-                public static Func<IReadOnlyList<string>, VectorLm.Sampling.SamplingParams?, string, string, int, IReadOnlyList<VectorLm.Sampling.Completion>> Of(Echo e) => e.Generate;
+                public static Func<IReadOnlyList<string>, VectorLm.Sampling.SamplingParams?, string, string, int, IReadOnlyList<VectorLm.Sampling.Completion>> Of(Echo e) => {|VLM0009:e.Generate|};
+                public static void Step(TorchSharp.torch.optim.Optimizer optimizer) => optimizer.step();
+            }
+            """);
+
+        [Fact]
+        public Task Gradient_clip_as_a_method_group() => VerifyAsync("""
+            public static class Clipping
+            {
+                public static double Clip(TorchSharp.torch.nn.Module model)
+                {
+                    Func<IEnumerable<TorchSharp.Modules.Parameter>, double, double, double> clip = {|VLM0009:TorchSharp.torch.nn.utils.clip_grad_norm_|};
+                    TorchSharp.torch.nn.utils.clip_grad_value_(model.parameters(), 1.0);
+                    return TorchSharp.torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0);
+                }
+            }
+            """);
+
+        [Fact]
+        public Task Reflection_lookup_of_step() => VerifyAsync("""
+            public static class Reflective
+            {
+                public static object? Step(TorchSharp.torch.optim.Optimizer optimizer) =>
+                    {|VLM0009:optimizer.GetType().GetMethod("step")|}?.Invoke(optimizer, [null]);
+                public static object? Other(object o) => o.GetType().GetMethod("ToString")?.Invoke(o, null);
             }
             """);
     }

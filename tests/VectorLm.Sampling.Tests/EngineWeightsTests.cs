@@ -115,9 +115,10 @@ public class EngineWeightsTests
     public void Unmapped_trainer_parameters_are_a_clear_error()
     {
         using var model = new ReferenceLlama(ReferenceLlama.TinyArch(), 11);
-        model.Parameters["model.layers.0.self_attn.q_proj.bias"] = torch.zeros(64);
+        // Biases map now (Qwen2, attention_bias); a per-head q norm (Qwen3) has no llama.cpp tensor in the Llama graph.
+        model.Parameters["model.layers.0.self_attn.q_norm.weight"] = torch.ones(16);
         var e = Assert.Throws<ArgumentException>(() => model.CreateEngine(Options(EngineWeightType.F16)));
-        Assert.Contains("q_proj.bias", e.Message);
+        Assert.Contains("q_norm.weight", e.Message);
     }
 
     [Fact]

@@ -15,13 +15,15 @@ namespace VectorLm.Analyzers.Collectives;
 /// <param name="Operation">The call.</param>
 /// <param name="Sequence">The collectives it performs, one token per line, or a single opaque token when it varies.</param>
 /// <param name="Display">What the diagnostic calls it, e.g. <c>Barrier</c> or <c>Sync (calls Barrier)</c>.</param>
+/// <param name="May">True when only some of the call's possible targets perform collectives (dispatch, delegates).</param>
 internal sealed class CollectiveSite
 {
-    public CollectiveSite(IOperation operation, string sequence, string display)
+    public CollectiveSite(IOperation operation, string sequence, string display, bool may = false)
     {
         Operation = operation;
         Sequence = sequence;
         Display = display;
+        May = may;
     }
 
     public IOperation Operation { get; }
@@ -29,21 +31,27 @@ internal sealed class CollectiveSite
     public string Sequence { get; }
 
     public string Display { get; }
+
+    public bool May { get; }
 }
 
 /// <summary>What calling a method does, collective-wise.</summary>
 /// <param name="Sequence">Its collectives in order, one per line ("" for none); null when paths disagree.</param>
 /// <param name="Display">The first collective it performs, for messages.</param>
+/// <param name="May">True when it performs collectives only through some of the targets of a call inside it.</param>
 internal sealed class CollectiveSummary
 {
     public static readonly CollectiveSummary None = new(false, "", "");
 
-    public CollectiveSummary(bool hasCollectives, string? sequence, string display)
+    public CollectiveSummary(bool hasCollectives, string? sequence, string display, bool may = false)
     {
         HasCollectives = hasCollectives;
         Sequence = sequence;
         Display = display;
+        May = may;
     }
+
+    public bool May { get; }
 
     public bool HasCollectives { get; }
 
@@ -264,14 +272,16 @@ internal sealed class CollectiveModel
     {
         var sites = GetSites(graph, cancellationToken);
         string? display = null;
+        bool may = false;
         foreach (var block in sites)
             foreach (var site in block)
             {
                 display ??= site.Display;
+                may |= site.May;
             }
         if (display is null) return CollectiveSummary.None;
         var sequence = Sequences.Region(graph, sites, 0, -1, out _);
-        return new CollectiveSummary(true, sequence, $"{method.Name} (calls {Innermost(display)})");
+        return new CollectiveSummary(true, sequence, $"{method.Name} (calls {Innermost(display)})", may);
     }
 
     static string Innermost(string display)
@@ -297,7 +307,7 @@ internal sealed class CollectiveModel
             for (int b = 0; b < graph.Count; b++)
             {
                 var list = new List<CollectiveSite>();
-                foreach (var op in graph.Operations[b]) CollectSites(op, inTrainer, graph.Unit, list, cancellationToken);
+                foreach (var op in graph.Operations[b]) CollectSites(op, inTrainer, graph, list, cancellationToken);
                 sites[b] = list;
             }
         }
@@ -309,19 +319,19 @@ internal sealed class CollectiveModel
         return _sites.GetOrAdd(graph, sites);
     }
 
-    void CollectSites(IOperation op, bool inTrainer, BodyUnit? unit, List<CollectiveSite> sites, CancellationToken cancellationToken)
+    void CollectSites(IOperation op, bool inTrainer, FlowGraph graph, List<CollectiveSite> sites, CancellationToken cancellationToken)
     {
         // Post-order: arguments run before the call that receives them.
         foreach (var child in op.ChildOperations)
         {
             if (child is IFlowAnonymousFunctionOperation or IAnonymousFunctionOperation or ILocalFunctionOperation) continue;
-            CollectSites(child, inTrainer, unit, sites, cancellationToken);
+            CollectSites(child, inTrainer, graph, sites, cancellationToken);
         }
-        var site = SiteOf(op, inTrainer, unit, cancellationToken);
+        var site = SiteOf(op, inTrainer, graph, cancellationToken);
         if (site is not null) sites.Add(site);
     }
 
-    CollectiveSite? SiteOf(IOperation op, bool inTrainer, BodyUnit? unit, CancellationToken cancellationToken)
+    CollectiveSite? SiteOf(IOperation op, bool inTrainer, FlowGraph graph, CancellationToken cancellationToken)
     {
         IMethodSymbol? target = op switch
         {
@@ -338,14 +348,59 @@ internal sealed class CollectiveModel
         {
             // A delegate call: the lambdas and local functions it may run, if this body created them.
             if (target.MethodKind == MethodKind.DelegateInvoke)
-                return DelegateSite(invocation, unit, cancellationToken);
+                return DelegateSite(invocation, graph, cancellationToken);
             var lambdaSite = CallbackSite(invocation, cancellationToken);
             if (lambdaSite is not null && target.DeclaringSyntaxReferences.Length == 0) return lambdaSite;
+            if (Dispatch.IsDispatched(invocation))
+                return DispatchSite(invocation, cancellationToken);
         }
         if (target.DeclaringSyntaxReferences.Length == 0) return null;
         var summary = GetCollectiveSummary(target, cancellationToken);
         if (!summary.HasCollectives) return null;
-        return new CollectiveSite(op, summary.Sequence ?? "~" + target.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat), summary.Display);
+        return new CollectiveSite(op, summary.Sequence ?? "~" + target.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat), summary.Display, summary.May);
+    }
+
+    /// <summary>Implementations and overrides in this compilation, and the functions assigned to delegate members.</summary>
+    public Dispatch Dispatch => LazyInitializer.EnsureInitialized(ref _dispatch, () => new Dispatch(Compilation))!;
+
+    Dispatch? _dispatch;
+
+    /// <summary>How often the analysis gave up or could only say "may" (read by the corpus test).</summary>
+    public AnalysisStats Stats { get; } = new();
+
+    /// <summary>
+    /// A call of an interface member or a virtual member: the union of the implementations and overrides it may reach
+    /// in this compilation (the called member itself when it has a body). When they agree, the call performs their
+    /// sequence; when only some perform collectives, or they perform different ones, it "may".
+    /// </summary>
+    CollectiveSite? DispatchSite(IInvocationOperation invocation, CancellationToken cancellationToken)
+    {
+        var targets = Dispatch.TargetsOf(invocation, out bool gaveUp);
+        if (gaveUp) Stats.Add(ref Stats.DispatchGiveUps);
+        return Union(invocation, targets, "~dispatch " + invocation.TargetMethod.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat), cancellationToken);
+    }
+
+    /// <summary>The site of a call that runs one of <paramref name="targets"/>; null when none performs collectives.</summary>
+    CollectiveSite? Union(IOperation call, List<IMethodSymbol> targets, string varying, CancellationToken cancellationToken)
+    {
+        string? sequence = null;
+        string? display = null;
+        bool may = false, without = false;
+        foreach (var function in targets)
+        {
+            var summary = GetCollectiveSummary(function, cancellationToken);
+            if (!summary.HasCollectives) { without = true; continue; }
+            may |= summary.May;
+            // Several candidates that do different things: the call's collectives vary.
+            var token = summary.Sequence ?? "~" + function.Name;
+            if (sequence is not null && sequence != token) { token = varying; may = true; }
+            sequence = token;
+            display ??= summary.Display;
+        }
+        if (sequence is null) return null;
+        if (without) { may = true; sequence = varying; }
+        if (may) Stats.Add(ref Stats.MaySites);
+        return new CollectiveSite(call, sequence, may ? $"{display} (on some targets)" : display!, may);
     }
 
     /// <summary>A library call given a lambda or local function that performs collectives (e.g. <c>list.ForEach(x => ctx.Barrier())</c>).</summary>
@@ -363,25 +418,52 @@ internal sealed class CollectiveModel
         return null;
     }
 
-    CollectiveSite? DelegateSite(IInvocationOperation invocation, BodyUnit? unit, CancellationToken cancellationToken)
+    /// <summary>
+    /// A delegate call: the lambdas, local functions and methods it may run. Known for a delegate written right there,
+    /// a local assigned in this body, and a field, property or event of a source type (every function assigned to it
+    /// in the compilation); anything else (a parameter, a library's delegate) is an unknown target, counted as a give-up.
+    /// </summary>
+    CollectiveSite? DelegateSite(IInvocationOperation invocation, FlowGraph graph, CancellationToken cancellationToken)
     {
         var functions = new List<IMethodSymbol>();
-        if (FunctionOf(invocation.Instance) is { } direct) functions.Add(direct);
-        else if (invocation.Instance is ILocalReferenceOperation local
-                 && unit?.DelegateTargets.TryGetValue(local.Local, out var targets) == true)
+        var instance = Resolve(invocation.Instance, graph);
+        if (FunctionOf(instance) is { } direct) functions.Add(direct);
+        else if (instance is ILocalReferenceOperation local && graph.Unit?.DelegateTargets.TryGetValue(local.Local, out var targets) == true)
             functions.AddRange(targets!);
-        string? sequence = null;
-        string? display = null;
-        foreach (var function in functions)
+        else if (MemberOf(instance) is { } member && member.DeclaringSyntaxReferences.Length > 0)
+            functions.AddRange(Dispatch.AssignedTo(member, cancellationToken));
+        if (functions.Count == 0)
         {
-            var summary = GetCollectiveSummary(function, cancellationToken);
-            if (!summary.HasCollectives) continue;
-            // Several candidates that do different things: the call's collectives vary.
-            var token = summary.Sequence ?? "~" + function.Name;
-            sequence = sequence is null || sequence == token ? token : "~" + invocation.Syntax;
-            display ??= summary.Display;
+            Stats.Add(ref Stats.UnknownDelegateTargets);
+            return null;
         }
-        return sequence is null ? null : new CollectiveSite(invocation, sequence, display!);
+        return Union(invocation, functions, "~" + invocation.Syntax, cancellationToken);
+    }
+
+    static ISymbol? MemberOf(IOperation? instance) => instance switch
+    {
+        IFieldReferenceOperation f => f.Field,
+        IPropertyReferenceOperation p => p.Property,
+        IEventReferenceOperation e => e.Event,
+        _ => null,
+    };
+
+    /// <summary>The value behind a flow capture (what <c>x?.Invoke()</c> and <c>x!()</c> are lowered to), conversions removed.</summary>
+    static IOperation? Resolve(IOperation? value, FlowGraph graph)
+    {
+        for (int guard = 0; guard < 8; guard++)
+        {
+            while (value is IConversionOperation { Operand: var operand }) value = operand;
+            if (value is not IFlowCaptureReferenceOperation reference) return value;
+            IOperation? captured = null;
+            foreach (var block in graph.Operations)
+                foreach (var op in block)
+                    foreach (var node in op.DescendantsAndSelf())
+                        if (node is IFlowCaptureOperation capture && capture.Id.Equals(reference.Id)) { captured = capture.Value; break; }
+            if (captured is null) return value;
+            value = captured;
+        }
+        return value;
     }
 
     /// <summary>The lambda or local function a delegate-valued expression denotes, when it is written right there.</summary>

@@ -83,7 +83,7 @@ internal sealed class DeadlockDetector
                     if (rule == CollectiveDiagnostics.CollectiveAfterEarlyExit && exitingArm is not null
                         && exitingArm.Span.Contains(site.Operation.Syntax.Span))
                         rule = CollectiveDiagnostics.RankConditionalCollective;
-                    var finding = new Finding(rule, site, conditionSyntax, region.Count, certain);
+                    var finding = new Finding(rule, site, conditionSyntax, region.Count, certain && !site.May);
                     if (!findings.TryGetValue(site.Operation, out var old) || old.RegionSize > finding.RegionSize)
                         findings[site.Operation] = finding;
                 }

@@ -1,4 +1,5 @@
 using System.Collections.Generic;
+using System.Linq;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.FlowAnalysis;
 using Microsoft.CodeAnalysis.Operations;
@@ -43,7 +44,22 @@ internal sealed class FlowGraph
             EndsProcess[b] = noReturn;
             if (b == Exit) { Successors[b] = System.Array.Empty<int>(); continue; }
             if (noReturn) { Successors[b] = new[] { Exit }; continue; }
+            if (block.FallThroughSuccessor?.Semantics is ControlFlowBranchSemantics.Throw or ControlFlowBranchSemantics.Rethrow)
+            {
+                Successors[b] = HandlersOf(block);
+                continue;
+            }
             int fall = block.FallThroughSuccessor?.Destination?.Ordinal ?? Exit;
+            if (block.ConditionKind != ControlFlowConditionKind.None && block.ConditionalSuccessor is { } filterBranch
+                && (filterBranch.Destination is null || block.FallThroughSuccessor?.Destination is null)
+                && FilterOf(block) is { } filter)
+            {
+                // A 'catch when' filter that rejects the exception: the search goes on to the next handlers.
+                var accepted = (filterBranch.Destination ?? block.FallThroughSuccessor?.Destination)?.Ordinal;
+                var rejected = ContinueSearch(filter);
+                Successors[b] = accepted is not { } a || rejected.Contains(a) ? rejected : new[] { a }.Concat(rejected).ToArray();
+                continue;
+            }
             if (block.ConditionKind != ControlFlowConditionKind.None && block.ConditionalSuccessor is { } conditional)
             {
                 int cond = conditional.Destination?.Ordinal ?? Exit;
@@ -102,6 +118,77 @@ internal sealed class FlowGraph
         && blocks[b].FallThroughSuccessor?.Semantics == ControlFlowBranchSemantics.Throw
         && blocks[b].BranchValue is { IsImplicit: true } value
         && value.Syntax is Microsoft.CodeAnalysis.CSharp.Syntax.SwitchExpressionSyntax;
+
+    /// <summary>
+    /// Where a throw (or rethrow) in <paramref name="block"/> can go, following Roslyn's regions outwards: the handlers
+    /// (catch blocks, or the filters of <c>catch when</c>) of every enclosing try, up to the first handler that surely
+    /// catches the thrown type, else on to the exit. A throw caught in the method is not an exit.
+    /// </summary>
+    int[] HandlersOf(BasicBlock block)
+    {
+        var thrown = block.FallThroughSuccessor!.Semantics == ControlFlowBranchSemantics.Throw ? ThrownType(block.BranchValue) : null;
+        var targets = new List<int>();
+        return HandlersFrom(block.EnclosingRegion, thrown, targets) ? targets.ToArray() : targets.Append(Exit).ToArray();
+    }
+
+    // Adds the handlers of every try enclosing `region` (inclusive), innermost first; true when one surely catches.
+    static bool HandlersFrom(ControlFlowRegion? region, ITypeSymbol? thrown, List<int> targets)
+    {
+        for (; region is not null; region = region.EnclosingRegion)
+        {
+            if (region.Kind != ControlFlowRegionKind.Try || region.EnclosingRegion is not { Kind: ControlFlowRegionKind.TryAndCatch } tryAndCatch)
+                continue;
+            if (AddHandlers(tryAndCatch, after: region, thrown, targets)) return true;
+        }
+        return false;
+    }
+
+    // The handlers of a try/catch that come after `after`, up to one that surely catches the thrown type.
+    static bool AddHandlers(ControlFlowRegion tryAndCatch, ControlFlowRegion after, ITypeSymbol? thrown, List<int> targets)
+    {
+        bool past = false;
+        foreach (var handler in tryAndCatch.NestedRegions)
+        {
+            if (!past) { past = handler == after; continue; }
+            if (!targets.Contains(handler.FirstBlockOrdinal)) targets.Add(handler.FirstBlockOrdinal);
+            if (handler.Kind == ControlFlowRegionKind.Catch && SurelyCatches(handler.ExceptionType, thrown)) return true;
+        }
+        return false;
+    }
+
+    static ControlFlowRegion? FilterOf(BasicBlock block)
+    {
+        for (var region = block.EnclosingRegion; region is not null; region = region.EnclosingRegion)
+            if (region.Kind == ControlFlowRegionKind.Filter) return region;
+        return null;
+    }
+
+    // Where the exception goes when a filter rejects it: the later handlers of the same try, then the outer tries.
+    int[] ContinueSearch(ControlFlowRegion filter)
+    {
+        var targets = new List<int>();
+        if (filter.EnclosingRegion is { Kind: ControlFlowRegionKind.FilterAndHandler } filterAndHandler
+            && filterAndHandler.EnclosingRegion is { Kind: ControlFlowRegionKind.TryAndCatch } tryAndCatch
+            && (AddHandlers(tryAndCatch, filterAndHandler, null, targets) || HandlersFrom(tryAndCatch.EnclosingRegion, null, targets)))
+            return targets.ToArray();
+        return targets.Append(Exit).ToArray();
+    }
+
+    static ITypeSymbol? ThrownType(IOperation? value)
+    {
+        while (value is IConversionOperation { IsImplicit: true } conversion) value = conversion.Operand;
+        return value?.Type;
+    }
+
+    // A catch without a filter catches the thrown type when it names the type or a base of it (catch-all included).
+    static bool SurelyCatches(ITypeSymbol? catchType, ITypeSymbol? thrown)
+    {
+        if (catchType is null || catchType.SpecialType == SpecialType.System_Object) return true;
+        if (catchType is { Name: "Exception", ContainingNamespace: { Name: "System", ContainingNamespace.IsGlobalNamespace: true } }) return true;
+        for (var t = thrown; t is not null; t = t.BaseType)
+            if (SymbolEqualityComparer.Default.Equals(t, catchType)) return true;
+        return false;
+    }
 
     static bool CallsNoReturn(IOperation op, KnownSymbols known)
     {

@@ -259,6 +259,11 @@ internal sealed class TaintPass
                 Write(capture.Id, value);
                 return value;
             }
+            case ISimpleAssignmentOperation { Value: ICaughtExceptionOperation } caught:
+                // Which exception a catch got is not rank data; whether one was thrown is control flow, which the
+                // graph's throw edges already carry.
+                Assign(caught.Target, 0);
+                return 0;
             case ISimpleAssignmentOperation assignment:
             {
                 var value = Eval(assignment.Value) | _control;

@@ -84,29 +84,54 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
         }
     }
 
-    // The generator intercepts step() and Generate(...) invocations in trainer classes; say when one cannot be.
+    // The generator intercepts step(), clip_grad_norm_/clip_grad_value_ and Generate(...) invocations everywhere in the
+    // project; say when one cannot be: a delegate, a receiver type generated code cannot name, or reflection.
     static void AnalyzeCollectiveUse(OperationAnalysisContext context)
     {
-        var (method, isReference) = context.Operation switch
-        {
-            IInvocationOperation invocation => (invocation.TargetMethod, false),
-            IMethodReferenceOperation reference => (reference.Method, true),
-            _ => (null, false),
-        };
-        if (method is null) return;
         var compilation = context.Compilation;
-        if (!TrainerShapeRules.IsOptimizerStep(method) && !TrainerShapeRules.IsSamplingGenerate(method, compilation)) return;
-        if (TrainerShapeRules.ContainingTrainer(context.ContainingSymbol) is not { } trainer) return;
-
+        IMethodSymbol? method;
         string? reason = null;
-        if (isReference)
-            reason = "it is used as a delegate, and only direct calls are intercepted; call it directly";
-        else if (!compilation.IsSymbolAccessibleWithin(method.ContainingType, compilation.Assembly))
-            reason = $"its receiver type '{method.ContainingType.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat)}' is not " +
-                     "accessible to generated code; make it internal or public, or call it through a variable of an accessible type";
-        if (reason is not null)
-            context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.CollectiveNotIntercepted, context.Operation.Syntax.GetLocation(),
-                method.ContainingType.Name + "." + method.Name, trainer.Name, reason));
+        switch (context.Operation)
+        {
+            case IMethodReferenceOperation reference:
+                method = reference.Method;
+                if (!TrainerShapeRules.IsInterceptedCollective(method, compilation)) return;
+                reason = "it is used as a delegate, and only direct calls are intercepted; call it directly";
+                break;
+            case IInvocationOperation invocation when ReflectedName(invocation) is { } name:
+                method = invocation.TargetMethod;
+                reason = $"'{name}' is looked up through reflection, and only direct calls are intercepted; call it directly";
+                ReportNotIntercepted(context, name, reason);
+                return;
+            case IInvocationOperation invocation:
+                method = invocation.TargetMethod;
+                if (!TrainerShapeRules.IsInterceptedCollective(method, compilation)) return;
+                if (!compilation.IsSymbolAccessibleWithin(method.ContainingType, compilation.Assembly))
+                    reason = $"its receiver type '{method.ContainingType.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat)}' is not " +
+                             "accessible to generated code; make it internal or public, or call it through a variable of an accessible type";
+                break;
+            default:
+                return;
+        }
+        if (reason is not null) ReportNotIntercepted(context, method.ContainingType.Name + "." + method.Name, reason);
+    }
+
+    static void ReportNotIntercepted(OperationAnalysisContext context, string what, string reason)
+    {
+        var where = context.ContainingSymbol as INamedTypeSymbol ?? context.ContainingSymbol.ContainingType;
+        context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.CollectiveNotIntercepted, context.Operation.Syntax.GetLocation(),
+            what, where?.Name ?? context.ContainingSymbol.Name, reason));
+    }
+
+    // typeof(X).GetMethod("step") and the like: the name of an interceptable method looked up by reflection.
+    static string? ReflectedName(IInvocationOperation invocation)
+    {
+        if (invocation.TargetMethod is not { Name: "GetMethod" or "GetMethods" or "GetMember", ContainingType: { Name: "Type", ContainingNamespace.Name: "System" } }
+            || invocation.Arguments.Length == 0
+            || invocation.Arguments[0].Value.ConstantValue is not { HasValue: true, Value: string name }
+            || !TrainerShapeRules.IsInterceptableName(name))
+            return null;
+        return name;
     }
 
     static void AnalyzeProject(CompilationAnalysisContext context, INamedTypeSymbol[] trainers)

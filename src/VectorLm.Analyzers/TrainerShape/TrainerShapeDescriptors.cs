@@ -21,7 +21,7 @@ public static class TrainerShapeDescriptors
     /// <summary>VLM0002: exactly one of the two training method shapes.</summary>
     public static readonly DiagnosticDescriptor TrainMethod = Rule("VLM0002",
         "A [DistributedTrainer] class needs one training method",
-        "Trainer class '{0}' {1}: declare either 'public void Train(TrainerContext ctx)' or 'public async Task TrainAsync(TrainerContext ctx, CancellationToken ct)' as an instance method");
+        "Trainer class '{0}' {1}: declare one of 'public void Train(TrainerContext ctx)', 'public void Train(TrainerContext ctx, CancellationToken ct)' or 'public async Task TrainAsync(TrainerContext ctx, CancellationToken ct)' as an instance method");
 
     /// <summary>VLM0003: the generated code sets options through an object initializer.</summary>
     public static readonly DiagnosticDescriptor OptionNotSettable = Rule("VLM0003",
@@ -55,9 +55,9 @@ public static class TrainerShapeDescriptors
         "The MSBuild property VectorLmTrainer is '{0}', which names no [DistributedTrainer] class of this project; trainers: {1}",
         DiagnosticSeverity.Error, WellKnownDiagnosticTags.CompilationEnd);
 
-    /// <summary>VLM0009: a collective call in a trainer that the generator cannot route through the runtime.</summary>
+    /// <summary>VLM0009: a collective call (step, gradient clip, Generate) that the generator cannot route through the runtime.</summary>
     public static readonly DiagnosticDescriptor CollectiveNotIntercepted = Rule("VLM0009",
-        "A collective call in a trainer must be interceptable",
-        "'{0}' in trainer '{1}' runs single-device code on every rank: {2}",
+        "A collective call must be interceptable",
+        "'{0}' in '{1}' runs single-device code on every rank of a distributed trainer: {2}",
         DiagnosticSeverity.Warning);
 }

@@ -19,6 +19,8 @@ internal enum TrainMethodKind
     Sync,
     /// <summary><c>Task TrainAsync(TrainerContext, CancellationToken)</c>.</summary>
     Async,
+    /// <summary><c>void Train(TrainerContext, CancellationToken)</c>: the token is cancelled by SIGINT/SIGTERM.</summary>
+    SyncCancellable,
 }
 
 /// <summary>The rules a <c>[DistributedTrainer]</c> class must follow, as symbol checks.</summary>
@@ -29,6 +31,15 @@ internal static class TrainerShapeRules
     public const string TrainerContext = "VectorLm.TrainerContext";
     public const string Optimizer = "TorchSharp.torch+optim+Optimizer";
     public const string SamplingEngine = "VectorLm.Sampling.ISamplingEngine";
+    public const string TorchUtils = "TorchSharp.torch+nn+utils";
+    public const string ClipGradNorm = "clip_grad_norm_";
+    public const string ClipGradValue = "clip_grad_value_";
+
+    /// <summary>The runtime class whose methods generated interceptors call.</summary>
+    public const string CollectiveInterceptors = "VectorLm.Hosting.CollectiveInterceptors";
+
+    /// <summary>Names of the methods the generator may intercept: a cheap syntactic filter before binding.</summary>
+    public static bool IsInterceptableName(string? name) => name is "step" or "Generate" or ClipGradNorm or ClipGradValue;
 
     /// <summary>The MSBuild property that picks the trainer whose <c>Main</c> is generated when a project has several.</summary>
     public const string TrainerChoiceProperty = "build_property.VectorLmTrainer";
@@ -68,7 +79,9 @@ internal static class TrainerShapeRules
         if (valid.Length == 1) return Classify(valid[0]);
         if (valid.Length > 1)
         {
-            problem = "declares both Train and TrainAsync; keep one";
+            problem = valid.All(m => m.Name == "Train")
+                ? "declares Train both with and without a CancellationToken; keep one"
+                : "declares both Train and TrainAsync; keep one";
             return TrainMethodKind.None;
         }
         problem = candidates.Length == 0
@@ -83,6 +96,9 @@ internal static class TrainerShapeRules
         if (m.Name == "Train" && m.ReturnsVoid && m.Parameters.Length == 1 && IsNamed(m.Parameters[0].Type, TrainerContext)
             && m.Parameters[0].RefKind == RefKind.None)
             return TrainMethodKind.Sync;
+        if (m.Name == "Train" && m.ReturnsVoid && m.Parameters.Length == 2 && IsNamed(m.Parameters[0].Type, TrainerContext)
+            && IsNamed(m.Parameters[1].Type, "System.Threading.CancellationToken") && m.Parameters.All(p => p.RefKind == RefKind.None))
+            return TrainMethodKind.SyncCancellable;
         if (m.Name == "TrainAsync" && IsNamed(m.ReturnType, "System.Threading.Tasks.Task") && m.Parameters.Length == 2
             && IsNamed(m.Parameters[0].Type, TrainerContext) && IsNamed(m.Parameters[1].Type, "System.Threading.CancellationToken")
             && m.Parameters.All(p => p.RefKind == RefKind.None))
@@ -205,6 +221,18 @@ internal static class TrainerShapeRules
         return false;
     }
 
+    /// <summary>
+    /// True for <c>torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type)</c> and
+    /// <c>clip_grad_value_(parameters, clip_value)</c>: they must see gradients averaged over ranks.
+    /// </summary>
+    public static bool IsGradientClip(IMethodSymbol method) =>
+        method.IsStatic && method.ContainingType is { } type && IsNamed(type, TorchUtils)
+        && ((method.Name == ClipGradNorm && method.Parameters.Length == 3) || (method.Name == ClipGradValue && method.Parameters.Length == 2));
+
+    /// <summary>True for a call the generator routes through the runtime: an optimizer step, a gradient clip or a Generate.</summary>
+    public static bool IsInterceptedCollective(IMethodSymbol method, Compilation compilation) =>
+        IsOptimizerStep(method) || IsGradientClip(method) || IsSamplingGenerate(method, compilation);
+
     /// <summary>True for <c>ISamplingEngine.Generate</c> and a class's implementation of it.</summary>
     public static bool IsSamplingGenerate(IMethodSymbol method, Compilation compilation)
     {
@@ -215,14 +243,6 @@ internal static class TrainerShapeRules
         if (SymbolEqualityComparer.Default.Equals(method.OriginalDefinition, generate)) return true;
         var implementation = method.ContainingType.FindImplementationForInterfaceMember(generate);
         return SymbolEqualityComparer.Default.Equals(implementation, method);
-    }
-
-    /// <summary>The <c>[DistributedTrainer]</c> class that contains <paramref name="symbol"/> (at any depth), or null.</summary>
-    public static INamedTypeSymbol? ContainingTrainer(ISymbol? symbol)
-    {
-        for (var type = symbol as INamedTypeSymbol ?? symbol?.ContainingType; type is not null; type = type.ContainingType)
-            if (type.GetAttributes().Any(a => a.AttributeClass is { } c && IsNamed(c, DistributedTrainerAttribute))) return type;
-        return null;
     }
 
     /// <summary>True when the user's source declares an entry point: top-level statements or a static <c>Main</c>.</summary>

@@ -12,7 +12,6 @@ namespace VectorLm.Generators.Model;
 /// <param name="TrainKind">Which training method it has.</param>
 /// <param name="IsDisposable">Whether the trainer implements IDisposable (the generated code disposes it).</param>
 /// <param name="Options">The [Option] properties, in declaration order.</param>
-/// <param name="Interceptors">The collective call sites in the class, in source order.</param>
 internal sealed record TrainerSpec(
     string Namespace,
     string ClassName,
@@ -21,8 +20,7 @@ internal sealed record TrainerSpec(
     string? Description,
     TrainKind TrainKind,
     bool IsDisposable,
-    EquatableArray<OptionSpec> Options,
-    EquatableArray<InterceptorSpec> Interceptors)
+    EquatableArray<OptionSpec> Options)
 {
     /// <summary>The type as generated code names it: <c>global::Ns.Class</c>.</summary>
     public string GlobalName => "global::" + FullName;
@@ -35,6 +33,8 @@ internal enum TrainKind
     Sync,
     /// <summary><c>Task TrainAsync(TrainerContext, CancellationToken)</c>.</summary>
     Async,
+    /// <summary><c>void Train(TrainerContext, CancellationToken)</c>.</summary>
+    SyncCancellable,
 }
 
 /// <summary>An <c>[Option]</c> property.</summary>
@@ -44,43 +44,6 @@ internal enum TrainKind
 /// <param name="Description">Help text: the attribute's Description, else the XML doc summary, else null.</param>
 /// <param name="NeedsNullForgiving">True for non-nullable reference types, whose parsed value is typed nullable.</param>
 internal sealed record OptionSpec(string PropertyName, string OptionName, string TypeName, string? Description, bool NeedsNullForgiving);
-
-/// <summary>Which runtime method an intercepted call is routed to.</summary>
-internal enum InterceptorKind
-{
-    /// <summary><c>optimizer.step(closure)</c> to <c>CollectiveInterceptors.OptimizerStep</c>.</summary>
-    OptimizerStep,
-    /// <summary><c>engine.Generate(prompts, parameters, ...)</c> to <c>CollectiveInterceptors.Generate</c>.</summary>
-    Generate,
-}
-
-/// <summary>One intercepted call site.</summary>
-/// <param name="Kind">What the call becomes.</param>
-/// <param name="Version">The InterceptsLocation version from Roslyn.</param>
-/// <param name="Data">The InterceptsLocation data (file checksum and position) from Roslyn.</param>
-/// <param name="DisplayLocation">file(line,column) of the call, for the comment above the interceptor.</param>
-/// <param name="ReceiverType">The fully qualified type declaring the called method (the interceptor's 'this' type).</param>
-/// <param name="ReturnType">The fully qualified return type.</param>
-/// <param name="Parameters">The called method's parameters (the interceptor must match them).</param>
-/// <param name="CallerMember">The member containing the call, as [CallerMemberName] would give it.</param>
-/// <param name="CallerFile">The path of the file containing the call.</param>
-/// <param name="CallerLine">The 1-based line of the call.</param>
-internal sealed record InterceptorSpec(
-    InterceptorKind Kind,
-    int Version,
-    string Data,
-    string DisplayLocation,
-    string ReceiverType,
-    string ReturnType,
-    EquatableArray<ParameterSpec> Parameters,
-    string CallerMember,
-    string CallerFile,
-    int CallerLine);
-
-/// <summary>A parameter of an intercepted method.</summary>
-/// <param name="Name">The parameter name.</param>
-/// <param name="TypeName">The fully qualified type, with nullable annotations.</param>
-internal sealed record ParameterSpec(string Name, string TypeName);
 
 /// <summary>The generated <c>Main</c>: which trainer it runs.</summary>
 /// <param name="TrainerGlobalName">The trainer as <c>global::Ns.Class</c>.</param>

@@ -62,10 +62,13 @@ public sealed class PackedDataset
         foreach (string doc in documents)
         {
             if (doc.Length == 0) continue;
-            foreach (int id in tokenizer.Encode(doc, addBos: true, addEos: true)) tokens.Add(id);
+            foreach (int id in tokenizer.Encode(doc, addBos: AddsBos(tokenizer), addEos: true)) tokens.Add(id);
         }
         return new PackedDataset(tokens, Enumerable.Repeat(true, tokens.Count).ToList(), sequenceLength, tokenizer.EosId, source);
     }
+
+    // Hugging Face tokenizers without BOS (Qwen2) or that do not add it (add_bos_token false) start documents with text.
+    static bool AddsBos(Tokenizer tokenizer) => tokenizer.AddBosToken && tokenizer.BosId >= 0;
 
     /// <summary>Packs a plain-text file: each non-blank line is one document.</summary>
     public static PackedDataset FromTextFile(string path, Tokenizer tokenizer, int sequenceLength) =>
@@ -85,10 +88,14 @@ public sealed class PackedDataset
         CheckLength(sequenceLength);
         var tokens = new List<long>();
         var targets = new List<bool>();
+        if (tokenizer.EosId < 0) throw new ArgumentException("The tokenizer has no EOS token (its tokenizer_config.json names no eos_token); examples end with one.", nameof(tokenizer));
         foreach (var ex in examples)
         {
-            tokens.Add(tokenizer.BosId);
-            targets.Add(false);
+            if (AddsBos(tokenizer))
+            {
+                tokens.Add(tokenizer.BosId);
+                targets.Add(false);
+            }
             foreach (int id in tokenizer.Encode(ex.Prompt)) { tokens.Add(id); targets.Add(false); }
             foreach (int id in tokenizer.Encode(ex.Completion)) { tokens.Add(id); targets.Add(true); }
             tokens.Add(tokenizer.EosId);

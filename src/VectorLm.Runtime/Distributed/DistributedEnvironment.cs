@@ -20,12 +20,20 @@ public sealed record DistributedEnvironment(int Rank, int LocalRank, int WorldSi
     /// <summary>Default rendezvous port when none is given, as in torch.distributed.</summary>
     public const int DefaultPort = 29500;
 
-    /// <summary>True when a launcher started this process as one rank of a job.</summary>
+    /// <summary>
+    /// True when a launcher started this process as one rank of a job: torchrun or the VectorLm launcher (<c>RANK</c>),
+    /// or <c>srun</c> with several tasks. A lone Slurm task (<c>SLURM_NTASKS=1</c>, e.g. the shell of
+    /// <c>srun --pty bash</c>) is not a rank: from there <c>--world-size 8</c> launches 8 ranks.
+    /// </summary>
     public static bool IsLaunchedRank(IDictionary? env = null)
     {
         env ??= Environment.GetEnvironmentVariables();
-        return env.Contains("RANK") || env.Contains("SLURM_PROCID");
+        return env.Contains("RANK") || IsSlurmJobRank(env);
     }
+
+    // SLURM_PROCID marks a rank only when the step has several tasks; a missing task count is the launcher's error to report.
+    static bool IsSlurmJobRank(IDictionary env) =>
+        env["SLURM_PROCID"] is string { Length: > 0 } && env["SLURM_NTASKS"] as string != "1";
 
     /// <summary>
     /// Reads the rank environment; without one, world size 1 on 127.0.0.1. Invalid values are errors that name the
@@ -48,7 +56,7 @@ public sealed record DistributedEnvironment(int Rank, int LocalRank, int WorldSi
                 Get("MASTER_ADDR") ?? "127.0.0.1",
                 Get("MASTER_PORT") is { } p ? Port("MASTER_PORT", p) : DefaultPort, "torchrun");
         }
-        if (Get("SLURM_PROCID") is { } procId)
+        if (Get("SLURM_PROCID") is { } procId && IsSlurmJobRank(env))
         {
             int worldSize = Int("SLURM_NTASKS", Get("SLURM_NTASKS") ?? throw Missing("SLURM_NTASKS", "SLURM_PROCID"), min: 1);
             int rank = Int("SLURM_PROCID", procId, min: 0);
@@ -68,6 +76,24 @@ public sealed record DistributedEnvironment(int Rank, int LocalRank, int WorldSi
         }
         return new(0, 0, 1, 1, Get("MASTER_ADDR") ?? "127.0.0.1", Get("MASTER_PORT") is { } mp ? Port("MASTER_PORT", mp) : DefaultPort, "single");
     }
+
+    /// <summary>
+    /// The CUDA device this rank uses among the <paramref name="visibleDevices"/> it can see: device 0 when only one is
+    /// visible (Slurm's <c>--gpus-per-task=1</c>, or <c>CUDA_VISIBLE_DEVICES</c> set per rank), else LOCAL_RANK.
+    /// </summary>
+    /// <exception cref="DistributedException">LOCAL_RANK names a device this process cannot see.</exception>
+    public int CudaDevice(int visibleDevices)
+    {
+        if (visibleDevices == 1) return 0;
+        if (LocalRank < visibleDevices) return LocalRank;
+        throw new DistributedException(
+            $"LOCAL_RANK={LocalRank} but this process sees {visibleDevices} CUDA device(s) (CUDA_VISIBLE_DEVICES=" +
+            $"'{Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES") ?? "(unset)"}'): run at most {visibleDevices} ranks on this node, " +
+            "or give each rank one device (Slurm: --gpus-per-task=1)");
+    }
+
+    /// <summary>This rank's share of the node's cores: <paramref name="cores"/> / <paramref name="ranksOnNode"/>, at least 1.</summary>
+    public static int CoresPerRank(int cores, int ranksOnNode) => Math.Max(1, cores / Math.Max(1, ranksOnNode));
 
     static DistributedException Missing(string name, string because) => new($"{because} is set but {name} is not; a launcher must set both");
 

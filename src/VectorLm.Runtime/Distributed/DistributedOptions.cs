@@ -23,6 +23,31 @@ public sealed record DistributedOptions
     /// </summary>
     public bool? DesyncDebug { get; init; }
 
+    /// <summary>
+    /// Let rank 0's rendezvous store and every rank's listener accept connections on all network interfaces, not only
+    /// on MASTER_ADDR's (rank 0) or the address the rank advertises (the others). Needed when MASTER_ADDR names an
+    /// address other nodes reach through NAT or a different interface. Default: <c>VECTORLM_BIND_ALL=1</c>, else false.
+    /// </summary>
+    public bool? BindAllInterfaces { get; init; }
+
+    /// <summary>
+    /// Stops the collectives: once cancelled, a collective waiting for other ranks (or called later) throws
+    /// <see cref="OperationCanceledException"/>, and the group is closed. The generated <c>Run</c> passes the token
+    /// that SIGINT and SIGTERM cancel.
+    /// </summary>
+    public CancellationToken Cancellation { get; init; }
+
+    /// <summary>
+    /// Environment variable holding the job token: a secret every connection to the store and between ranks must
+    /// present. The VectorLm launcher makes a random one for its ranks; under torchrun or Slurm set it yourself (the same
+    /// on every rank, e.g. <c>export VECTORLM_JOB_TOKEN=$(openssl rand -hex 16)</c>). Without it the store admits any
+    /// VectorLm client and says so once at start.
+    /// </summary>
+    public const string JobTokenVariable = "VECTORLM_JOB_TOKEN";
+
+    /// <summary>Environment variable for <see cref="BindAllInterfaces"/>.</summary>
+    public const string BindAllVariable = "VECTORLM_BIND_ALL";
+
     /// <summary>Environment variable for <see cref="CollectiveTimeout"/>.</summary>
     public const string CollectiveTimeoutVariable = "VECTORLM_COLLECTIVE_TIMEOUT";
 
@@ -35,6 +60,10 @@ public sealed record DistributedOptions
     internal TimeSpan ResolveCollectiveTimeout() => CollectiveTimeout ?? Seconds(CollectiveTimeoutVariable) ?? TimeSpan.FromMinutes(10);
 
     internal TimeSpan ResolveRendezvousTimeout() => RendezvousTimeout ?? Seconds(RendezvousTimeoutVariable) ?? TimeSpan.FromMinutes(5);
+
+    internal JobSecurity ResolveSecurity() => new(
+        Environment.GetEnvironmentVariable(JobTokenVariable) is { Length: > 0 } token ? token : null,
+        BindAllInterfaces ?? Environment.GetEnvironmentVariable(BindAllVariable) is "1" or "true");
 
     internal bool ResolveDesyncDebug() => DesyncDebug ?? Environment.GetEnvironmentVariable(DesyncDebugVariable) is "1" or "true";
 

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,15 +12,17 @@ namespace VectorLm.Distributed;
 /// After each reduce every parameter's <c>.grad</c> is set to a view into the flat buffer. If the loop zeroes
 /// gradients in place (the optimizer's <c>zero_grad()</c>), backward accumulates straight into the buffer and the next
 /// step copies nothing. If it sets them to none (TorchSharp's <c>Module.zero_grad()</c> default), backward allocates
-/// fresh gradients and the step copies them in; either way the result is the same. Behind each parameter's slice the
-/// buffer carries one flag element, 1 when this rank has a gradient for it: a parameter that no rank touched keeps a
-/// null gradient (the optimizer skips it), one that only some ranks touched counts as zero on the others.
-/// The first step for a set of parameters first broadcasts rank 0's parameter values (one more collective).
+/// fresh gradients and the step copies them in and drops them at once (not at the next GC: the GC does not see device
+/// memory); either way the result is the same. Behind each parameter's slice the buffer carries one flag element, 1
+/// when this rank has a gradient for it: a parameter that no rank touched keeps a null gradient (the optimizer skips
+/// it), one that only some ranks touched counts as zero on the others.
+/// <para>The buffers live as long as the reducer, so they are detached from the caller's <c>DisposeScope</c> (a
+/// user loop or <see cref="Training.Trainer.Step()"/> opens one per step); everything else here is disposed per call.</para>
+/// <para>Parameters that were not yet made identical (<see cref="ParameterBroadcast"/>: an optimizer the SDK did not
+/// build) are first broadcast from rank 0 at the first step.</para>
 /// </remarks>
 internal sealed class GradientReducer
 {
-    static readonly ConditionalWeakTable<optim.Optimizer, GradientReducer> s_byOptimizer = new();
-
     Bucket[] _buckets = [];
     nint[] _parameterHandles = [];
 
@@ -34,9 +35,6 @@ internal sealed class GradientReducer
     /// <summary>The parameters whose gradients the buckets hold (those that require gradients).</summary>
     internal IEnumerable<Parameter> ReducedParameters => _buckets.SelectMany(b => b.Parameters);
 
-    /// <summary>The reducer of <paramref name="optimizer"/>, made on first use.</summary>
-    public static GradientReducer For(optim.Optimizer optimizer) => s_byOptimizer.GetValue(optimizer, _ => new GradientReducer());
-
     /// <summary>Averages the gradients of <paramref name="parameters"/> over the ranks of <paramref name="ctx"/>.</summary>
     public void AverageGradients(TrainerContext ctx, IEnumerable<Parameter> parameters, CallSite site)
     {
@@ -48,10 +46,8 @@ internal sealed class GradientReducer
             _buckets = ps.GroupBy(p => (p.dtype, p.device_type, p.device_index))
                 .Select(g => new Bucket(g.ToArray())).ToArray();
             _parameterHandles = handles;
-            // As PyTorch's DDP does at construction: start every rank from rank 0's weights, so ranks stay
-            // bit-identical even if they were initialised differently.
-            using var noGrad = torch.no_grad();
-            foreach (var bucket in _buckets) bucket.BroadcastParameters(ctx, site);
+            var notYetIdentical = ps.Where(p => !ParameterBroadcast.IsDone(p)).ToArray();
+            if (notYetIdentical.Length > 0) ParameterBroadcast.FromRank0(ctx, notYetIdentical, site);
         }
         using var _ = torch.no_grad();
         foreach (var bucket in _buckets) bucket.Reduce(ctx, site);
@@ -75,17 +71,15 @@ internal sealed class GradientReducer
             long at = 0;
             for (int i = 0; i < ps.Length; i++) { _offsets[i] = at; at += ps[i].numel(); }
             _total = at;
-            _flat = torch.zeros(_total + ps.Length, ps[0].dtype, ps[0].device);
-            _views = ps.Select((p, i) => _flat.narrow(0, _offsets[i], p.numel()).view(p.shape)).ToArray();
-            _flags = _flat.narrow(0, _total, ps.Length);
-        }
-
-        /// <summary>Overwrites the parameters with rank 0's through one broadcast of the flat buffer.</summary>
-        public void BroadcastParameters(TrainerContext ctx, CallSite site)
-        {
-            for (int i = 0; i < _params.Length; i++) _views[i].copy_(_params[i]);
-            ctx.BroadcastTensor(_flat, 0, site.Member, site.File, site.Line);
-            for (int i = 0; i < _params.Length; i++) _params[i].copy_(_views[i]);
+            // Kept across steps: out of the caller's DisposeScope, or the end of the first step would free them.
+            _flat = torch.zeros(_total + ps.Length, ps[0].dtype, ps[0].device).DetachFromDisposeScope();
+            _views = new Tensor[ps.Length];
+            for (int i = 0; i < ps.Length; i++)
+            {
+                using var slice = _flat.narrow(0, _offsets[i], ps[i].numel());
+                _views[i] = slice.view(ps[i].shape).DetachFromDisposeScope();
+            }
+            _flags = _flat.narrow(0, _total, ps.Length).DetachFromDisposeScope();
         }
 
         public void Reduce(TrainerContext ctx, CallSite site)
@@ -93,7 +87,7 @@ internal sealed class GradientReducer
             var hasGrad = new float[_params.Length];
             for (int i = 0; i < _params.Length; i++)
             {
-                var g = _params[i].grad;
+                using var g = _params[i].grad; // a new handle per read: disposed here, the gradient itself lives on
                 if (g is null) { _views[i].zero_(); continue; }
                 hasGrad[i] = 1;
                 if (!SharesMemory(g, _views[i])) _views[i].copy_(g);
@@ -102,12 +96,16 @@ internal sealed class GradientReducer
 
             ctx.AllReduce(_flat, ReduceOp.Avg, site.Member, site.File, site.Line);
 
-            using var anyRank = _flags.cpu();
-            var reducedFlags = anyRank.to_type(ScalarType.Float32).data<float>().ToArray();
+            float[] reducedFlags;
+            using (var onCpu = _flags.cpu())
+            using (var asFloat = onCpu.to_type(ScalarType.Float32))
+                reducedFlags = asFloat.data<float>().ToArray();
             for (int i = 0; i < _params.Length; i++)
             {
                 if (reducedFlags[i] <= 0) continue; // no rank has a gradient: leave it null so the optimizer skips it
-                var g = _params[i].grad;
+                using var g = _params[i].grad;
+                // Replacing the gradient drops the parameter's reference to the one backward made, and disposing
+                // our handle drops the last: its memory is freed now.
                 if (g is null || !SharesMemory(g, _views[i])) _params[i].grad = _views[i];
             }
         }

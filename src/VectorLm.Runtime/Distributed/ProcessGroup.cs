@@ -47,6 +47,12 @@ internal abstract class ProcessGroup : IDisposable
 
     public abstract void Dispose();
 
+    /// <summary>
+    /// Makes collectives stop when <paramref name="token"/> is cancelled: a waiting one and every later one throw
+    /// <see cref="OperationCanceledException"/>, and the group becomes unusable.
+    /// </summary>
+    public abstract void ObserveCancellation(CancellationToken token);
+
     protected Fingerprint Next(CollectiveKind kind, CallSite site, Tensor? tensor = null, ReduceOp? op = null, int root = -1) =>
         new(Sequence++, kind, op, root,
             tensor is null ? "" : TensorMemory.DTypeName(tensor.dtype),

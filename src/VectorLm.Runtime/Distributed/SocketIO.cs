@@ -1,10 +1,134 @@
+using System.Net;
 using System.Net.Sockets;
 
 namespace VectorLm.Distributed;
 
-/// <summary>Blocking whole-buffer socket reads and writes with errors that name the other side.</summary>
+/// <summary>Blocking whole-buffer socket reads and writes with errors that name the other side; listening and dialing.</summary>
 static class SocketIO
 {
+    /// <summary>
+    /// Listening sockets on <paramref name="port"/> (0: a free one, the same on every socket) for every address
+    /// <paramref name="host"/> resolves to on this machine, or on all interfaces when <paramref name="allInterfaces"/>
+    /// (IPv6 dual-stack, or IPv4 alone where the kernel has IPv6 disabled).
+    /// </summary>
+    /// <param name="host">MASTER_ADDR, or the address a rank advertises.</param>
+    /// <param name="port">The port; 0 picks a free one.</param>
+    /// <param name="allInterfaces">Ignore <paramref name="host"/> and listen everywhere.</param>
+    /// <param name="backlog">Pending connections the kernel queues.</param>
+    /// <param name="what">Who listens, for error messages.</param>
+    /// <param name="newSocket">Creates a socket of a family (tests inject failures); null: the real constructor.</param>
+    /// <exception cref="DistributedException">The port is taken, or no address of <paramref name="host"/> is local.</exception>
+    public static List<Socket> Listen(string host, int port, bool allInterfaces, int backlog, string what, Func<AddressFamily, Socket>? newSocket = null)
+    {
+        newSocket ??= family => new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+        if (allInterfaces)
+        {
+            try { return [Bind(newSocket, IPAddress.IPv6Any, port, backlog, what)]; }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.AddressFamilyNotSupported or SocketError.ProtocolNotSupported)
+            {
+                return [Bind(newSocket, IPAddress.Any, port, backlog, what)];
+            }
+        }
+        var addresses = Resolve(host);
+        var sockets = new List<Socket>();
+        SocketException? last = null;
+        try
+        {
+            foreach (var address in addresses)
+            {
+                try
+                {
+                    var s = Bind(newSocket, address, port, backlog, what);
+                    sockets.Add(s);
+                    port = ((IPEndPoint)s.LocalEndPoint!).Port; // the other addresses share the port picked first
+                }
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.AddressFamilyNotSupported
+                                                    or SocketError.ProtocolNotSupported)
+                {
+                    last = e; // not an address of this machine, or a disabled family: the other addresses may do
+                }
+            }
+        }
+        catch
+        {
+            foreach (var s in sockets) s.Dispose();
+            throw;
+        }
+        if (sockets.Count == 0)
+            throw new DistributedException(
+                $"'{host}' ({string.Join(", ", addresses.Select(a => a.ToString()))}) is not an address of this machine, so {what} cannot " +
+                $"listen there ({last?.SocketErrorCode}). Set MASTER_ADDR to an address of rank 0's host, or set " +
+                $"{DistributedOptions.BindAllVariable}=1 to listen on all interfaces.", last);
+        return sockets;
+    }
+
+    static Socket Bind(Func<AddressFamily, Socket> newSocket, IPAddress address, int port, int backlog, string what)
+    {
+        var s = newSocket(address.AddressFamily);
+        try
+        {
+            if (address.Equals(IPAddress.IPv6Any)) s.DualMode = true;
+            s.Bind(new IPEndPoint(address, port));
+            s.Listen(backlog);
+            return s;
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            s.Dispose();
+            throw new DistributedException(
+                $"{what} cannot listen on port {port}: it is already in use on this host. " +
+                "Pick another port, or leave MASTER_PORT unset and let the launcher choose a free one.", e);
+        }
+        catch
+        {
+            s.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The addresses of <paramref name="host"/> (an IP literal or a name), IPv4 first.</summary>
+    public static IPAddress[] Resolve(string host)
+    {
+        if (IPAddress.TryParse(host, out var literal)) return [literal];
+        try
+        {
+            var all = Dns.GetHostAddresses(host);
+            if (all.Length == 0) throw new DistributedException($"'{host}' does not resolve to an address");
+            return all.Distinct().OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).ToArray();
+        }
+        catch (SocketException e)
+        {
+            throw new DistributedException($"'{host}' does not resolve to an address: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Connects to the first address of <paramref name="addresses"/> that answers, with a socket of its own family.</summary>
+    public static Socket Connect(IReadOnlyList<IPAddress> addresses, int port, CancellationToken cancel)
+    {
+        SocketException? last = null;
+        foreach (var address in addresses)
+        {
+            Socket s;
+            try { s = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp); }
+            catch (SocketException e) { last = e; continue; } // that family is disabled here
+            try
+            {
+                s.ConnectAsync(new IPEndPoint(address, port), cancel).AsTask().GetAwaiter().GetResult();
+                return s;
+            }
+            catch (SocketException e)
+            {
+                s.Dispose();
+                last = e;
+            }
+            catch
+            {
+                s.Dispose();
+                throw;
+            }
+        }
+        throw last ?? new SocketException((int)SocketError.HostNotFound);
+    }
     /// <summary>Fills <paramref name="buffer"/>; a closed connection or timeout is a <see cref="DistributedException"/>.</summary>
     public static void ReceiveExactly(Socket socket, Span<byte> buffer, string peer)
     {

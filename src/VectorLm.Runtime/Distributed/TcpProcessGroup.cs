@@ -33,7 +33,9 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     readonly Socket?[] _peers;
     readonly SendWorker _sender;
     readonly TensorMemory.Scratch _scratch;
-    string? _broken;
+    volatile string? _broken;
+    CancellationToken _stop;
+    CancellationTokenRegistration _stopRegistration;
 
     TcpProcessGroup(int rank, int worldSize, TimeSpan timeout, Socket?[] peers) : base(rank, worldSize, timeout)
     {
@@ -64,19 +66,19 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         }
 
         Span<byte> rankBytes = stackalloc byte[4];
-        var listener = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = true };
+        var security = store.Security;
+        // Advertise the address this host reaches the store from: the interface other nodes can reach too.
+        // VECTORLM_HOST_ADDR overrides it, e.g. when the hostname resolves to 127.0.1.1 on the master node.
+        var local = Environment.GetEnvironmentVariable(HostAddrVariable) is { Length: > 0 } configured
+            ? IPAddress.TryParse(configured, out var parsed) ? parsed
+                : throw new DistributedException($"{HostAddrVariable}='{configured}' is not an IP address")
+            : store.LocalAddress;
+        if (local.IsIPv4MappedToIPv6) local = local.MapToIPv4();
+        // Listen on that address only (all interfaces when asked), and only while the group forms.
+        var listener = SocketIO.Listen(local.ToString(), 0, security.BindAllInterfaces, worldSize, $"rank {rank}'s listener")[0];
         var peers = new Socket?[worldSize];
         try
         {
-            listener.Bind(new IPEndPoint(IPAddress.IPv6Any, 0));
-            listener.Listen(worldSize);
-            // Advertise the address this host reaches the store from: the interface other nodes can reach too.
-            // VECTORLM_HOST_ADDR overrides it, e.g. when the hostname resolves to 127.0.1.1 on the master node.
-            var local = Environment.GetEnvironmentVariable(HostAddrVariable) is { Length: > 0 } configured
-                ? IPAddress.TryParse(configured, out var parsed) ? parsed
-                    : throw new DistributedException($"{HostAddrVariable}='{configured}' is not an IP address")
-                : store.LocalAddress;
-            if (local.IsIPv4MappedToIPv6) local = local.MapToIPv4();
             int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
             store.Set($"{prefix}/addr/{rank}", new IPEndPoint(local, port).ToString());
 
@@ -85,40 +87,26 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
 
             for (int r = 0; r < rank; r++)
             {
-                var s = new Socket(SocketType.Stream, ProtocolType.Tcp);
-                Configure(s, collectiveTimeout);
+                Socket s;
                 try
                 {
                     using var cts = new CancellationTokenSource(joinTimeout);
-                    s.ConnectAsync(IPEndPoint.Parse(addresses[r]), cts.Token).AsTask().GetAwaiter().GetResult();
+                    var endpoint = IPEndPoint.Parse(addresses[r]);
+                    s = SocketIO.Connect([endpoint.Address], endpoint.Port, cts.Token);
                 }
                 catch (Exception e) when (e is SocketException or OperationCanceledException)
                 {
-                    s.Dispose();
                     throw new DistributedException(
                         $"rank {rank} could not connect to rank {r} at {addresses[r]}: {(e is SocketException se ? se.SocketErrorCode : "timed out")}. " +
                         $"If that address is not reachable from this host, set {HostAddrVariable} on rank {r} to one that is.", e);
                 }
+                peers[r] = s;
+                Configure(s, collectiveTimeout);
+                security.Introduce(s, JobSecurity.PeerMagic, $"rank {r}", joinTimeout);
                 BinaryPrimitives.WriteInt32LittleEndian(rankBytes, rank);
                 SocketIO.SendAll(s, rankBytes, $"rank {r}");
-                peers[r] = s;
             }
-            listener.ReceiveTimeout = (int)joinTimeout.TotalMilliseconds;
-            for (int i = rank + 1; i < worldSize; i++)
-            {
-                if (!listener.Poll(joinTimeout, SelectMode.SelectRead))
-                {
-                    var missing = Enumerable.Range(rank + 1, worldSize - rank - 1).Where(r => peers[r] is null);
-                    throw new DistributedException($"rank {rank}: ranks {string.Join(", ", missing)} did not connect within {joinTimeout.TotalSeconds:0.#} s");
-                }
-                var s = listener.Accept();
-                Configure(s, collectiveTimeout);
-                SocketIO.ReceiveExactly(s, rankBytes, "a connecting rank");
-                int r = BinaryPrimitives.ReadInt32LittleEndian(rankBytes);
-                if (r <= rank || r >= worldSize || peers[r] is not null)
-                    throw new DistributedException($"rank {rank}: unexpected connection claiming rank {r}");
-                peers[r] = s;
-            }
+            AcceptHigherRanks(listener, peers, rank, worldSize, collectiveTimeout, joinTimeout, security);
         }
         catch
         {
@@ -133,6 +121,48 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         group.Barrier(new CallSite("rendezvous", nameof(TcpProcessGroup), 0));
         group.Sequence = 0; // users count their own collectives from 0
         return group;
+    }
+
+    // Takes connections until every higher rank is in; a connection with a wrong hello or rank is logged and
+    // dropped (a port scanner must not end the job), the join timeout still applies.
+    static void AcceptHigherRanks(Socket listener, Socket?[] peers, int rank, int worldSize, TimeSpan collectiveTimeout, TimeSpan joinTimeout, JobSecurity security)
+    {
+        Span<byte> rankBytes = stackalloc byte[4];
+        var log = new JobSecurity.ThrottledLog(security.LogOrStderr);
+        var deadline = DateTime.UtcNow + joinTimeout;
+        while (Enumerable.Range(rank + 1, worldSize - rank - 1).Any(r => peers[r] is null))
+        {
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero || !listener.Poll(left, SelectMode.SelectRead))
+            {
+                var missing = Enumerable.Range(rank + 1, worldSize - rank - 1).Where(r => peers[r] is null);
+                throw new DistributedException($"rank {rank}: ranks {string.Join(", ", missing)} did not connect within {joinTimeout.TotalSeconds:0.#} s");
+            }
+            Socket s;
+            try { s = listener.Accept(); }
+            catch (SocketException) { continue; } // the caller gave up before we took it
+            string remote = JobSecurity.RemoteName(s);
+            string? problem = security.Admit(s, JobSecurity.PeerMagic);
+            if (problem is null)
+            {
+                try
+                {
+                    s.ReceiveTimeout = (int)JobSecurity.HelloTimeout.TotalMilliseconds;
+                    SocketIO.ReceiveExactly(s, rankBytes, "a connecting rank");
+                    int r = BinaryPrimitives.ReadInt32LittleEndian(rankBytes);
+                    if (r <= rank || r >= worldSize || peers[r] is not null) problem = $"it claims rank {r}";
+                    else
+                    {
+                        Configure(s, collectiveTimeout);
+                        peers[r] = s;
+                        continue;
+                    }
+                }
+                catch (DistributedException e) { problem = e.Message; }
+            }
+            log.Write($"rank {rank}: closed a connection from {remote}: {problem}");
+            s.Dispose();
+        }
     }
 
     static string[] GetOrMissing(TcpStore store, string[] keys, int[] ranks, TimeSpan timeout, string prefix, int worldSize)
@@ -167,6 +197,42 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     }
 
     string PeerName(int r) => $"rank {r}";
+
+    /// <summary>
+    /// Which ranks have closed their connection to this one (exited or crashed), for error messages of the nccl
+    /// backend, whose own errors cannot say; never throws.
+    /// </summary>
+    internal string DescribeAbsentPeers()
+    {
+        var gone = new List<int>();
+        for (int r = 0; r < WorldSize; r++)
+        {
+            var p = _peers[r];
+            if (p is null) continue;
+            try { if (p.Poll(0, SelectMode.SelectRead) && p.Available == 0) gone.Add(r); }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException) { gone.Add(r); }
+        }
+        return gone.Count == 0
+            ? $"Every other rank of {WorldSize} is still connected: they may be waiting in a different collective (VECTORLM_DESYNC_DEBUG=1 finds which) or still computing."
+            : $"Rank{(gone.Count > 1 ? "s" : "")} {string.Join(", ", gone)} of {WorldSize} closed {(gone.Count > 1 ? "their connections" : "its connection")} to rank {Rank} (exited or crashed?).";
+    }
+
+    public override void ObserveCancellation(CancellationToken token)
+    {
+        _stop = token;
+        // Shutting the connections down wakes a collective blocked in a receive on any thread; Dispose frees them.
+        _stopRegistration = token.Register(() =>
+        {
+            _broken ??= "the job was asked to stop";
+            foreach (var p in _peers)
+                try { p?.Shutdown(SocketShutdown.Both); }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        });
+    }
+
+    // What a collective throws once a stop was requested, whatever broke underneath.
+    OperationCanceledException Stopped(Exception? inner) =>
+        new($"collective #{Sequence - 1} on rank {Rank} was interrupted: the job was asked to stop", inner, _stop);
 
     // ---------------------------------------------------------------- collectives
 
@@ -262,6 +328,10 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     void Guard(Action dataPhase)
     {
         try { dataPhase(); }
+        catch (Exception e) when (_stop.IsCancellationRequested)
+        {
+            throw Stopped(e);
+        }
         catch (Exception e)
         {
             _broken ??= e.Message;
@@ -340,12 +410,17 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     /// <summary>Exchanges fingerprints through rank 0; returns the payloads by rank (empty arrays when none).</summary>
     byte[][] Handshake(Fingerprint mine, byte[] payload)
     {
+        if (_stop.IsCancellationRequested) throw Stopped(null);
         if (_broken is not null)
             throw new DistributedException($"the process group is unusable after an earlier failure: {_broken}");
         if (WorldSize == 1) return [payload];
         try
         {
             return Rank == 0 ? HandshakeAsRoot(mine, payload) : HandshakeAsLeaf(mine, payload);
+        }
+        catch (Exception e) when (_stop.IsCancellationRequested)
+        {
+            throw Stopped(e);
         }
         catch (DistributedException e)
         {
@@ -476,7 +551,7 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         Span<byte> head = stackalloc byte[5];
         SocketIO.ReceiveExactly(socket, head, peer);
         int length = BinaryPrimitives.ReadInt32LittleEndian(head);
-        if (length < 1) throw new DistributedException($"{peer} sent a malformed message (length {length})");
+        if (length < 1 || length == int.MaxValue) throw new DistributedException($"{peer} sent a malformed message (length {length})");
         var body = new byte[length - 1];
         SocketIO.ReceiveExactly(socket, body, peer);
         return (head[4], body);
@@ -485,6 +560,7 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     public override void Dispose()
     {
         _broken ??= "the process group was disposed";
+        _stopRegistration.Dispose();
         foreach (var p in _peers) p?.Dispose();
         _sender.Dispose();
         _scratch.Dispose();

@@ -29,33 +29,40 @@ internal sealed class TcpStore : IDisposable
     /// <summary>The local address of the connection to the store: the address other nodes can reach this one at.</summary>
     public IPAddress LocalAddress => ((IPEndPoint)_socket.LocalEndPoint!).Address;
 
-    TcpStore(TcpStoreServer? server, Socket socket, TimeSpan timeout, string endpoint)
+    /// <summary>Who may connect, and where the server listens; the rank listeners follow the same rules.</summary>
+    public JobSecurity Security { get; }
+
+    TcpStore(TcpStoreServer? server, Socket socket, TimeSpan timeout, string endpoint, JobSecurity security)
     {
         _server = server;
         _socket = socket;
         Timeout = timeout;
         Endpoint = endpoint;
+        Security = security;
     }
 
     /// <summary>
     /// Connects to the store at <paramref name="host"/>:<paramref name="port"/>, first starting its server when
     /// <paramref name="isServer"/> (rank 0). Clients retry until <paramref name="timeout"/> while the server comes up.
+    /// The server listens on <paramref name="host"/>'s addresses only, unless <paramref name="security"/> asks for all
+    /// interfaces, and admits only connections that present its job token.
     /// </summary>
-    /// <exception cref="DistributedException">The port is in use, or the server cannot be reached in time.</exception>
-    public static TcpStore Connect(string host, int port, bool isServer, TimeSpan timeout, string? who = null)
+    /// <exception cref="DistributedException">The port is in use, the server cannot be reached in time, or it rejected the token.</exception>
+    public static TcpStore Connect(string host, int port, bool isServer, TimeSpan timeout, string? who = null, JobSecurity? security = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(host);
         if (port is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(port), port, "MASTER_PORT must be in [0, 65535]");
+        security ??= JobSecurity.Default;
         TcpStoreServer? server = null;
         if (isServer)
         {
-            server = TcpStoreServer.Start(port);
+            server = TcpStoreServer.Start(host, port, security);
             port = server.Port;
         }
         try
         {
-            var socket = ConnectWithRetry(host, port, timeout, who);
-            return new TcpStore(server, socket, timeout, $"{host}:{port}");
+            var socket = ConnectWithRetry(host, port, timeout, who, security);
+            return new TcpStore(server, socket, timeout, $"{host}:{port}", security);
         }
         catch
         {
@@ -67,27 +74,41 @@ internal sealed class TcpStore : IDisposable
     /// <summary>The port the server listens on when this store hosts it (useful when 0 was asked for).</summary>
     public int? ServerPort => _server?.Port;
 
-    static Socket ConnectWithRetry(string host, int port, TimeSpan timeout, string? who)
+    /// <summary>The addresses the server listens on when this store hosts it.</summary>
+    internal IReadOnlyList<IPEndPoint> ServerEndpoints => _server?.Endpoints ?? [];
+
+    /// <summary>Largest request or reply frame; anything longer is malformed (the store holds addresses and ids, not data).</summary>
+    public const int MaxFrameBytes = 16 << 20;
+
+    static Socket ConnectWithRetry(string host, int port, TimeSpan timeout, string? who, JobSecurity security)
     {
         var deadline = DateTime.UtcNow + timeout;
         Exception? last = null;
         var delay = TimeSpan.FromMilliseconds(20);
+        IPAddress[] addresses;
+        try { addresses = SocketIO.Resolve(host); }
+        catch (DistributedException e) { throw new DistributedException($"MASTER_ADDR {e.Message}", e.InnerException); }
         while (true)
         {
-            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            Socket? socket = null;
             try
             {
                 var remaining = deadline - DateTime.UtcNow;
                 using var cts = new CancellationTokenSource(remaining > TimeSpan.Zero ? remaining : TimeSpan.FromMilliseconds(1));
-                socket.ConnectAsync(host, port, cts.Token).AsTask().GetAwaiter().GetResult();
+                socket = SocketIO.Connect(addresses, port, cts.Token);
+                socket.NoDelay = true;
+                security.Introduce(socket, JobSecurity.StoreMagic, $"the rendezvous store at {host}:{port}");
                 return socket;
             }
             catch (Exception e) when (e is SocketException or OperationCanceledException)
             {
-                socket.Dispose();
+                socket?.Dispose();
                 last = e;
-                if (e is SocketException { SocketErrorCode: SocketError.HostNotFound or SocketError.NoData })
-                    throw new DistributedException($"MASTER_ADDR '{host}' does not resolve to an address: {e.Message}", e);
+            }
+            catch
+            {
+                socket?.Dispose();
+                throw;
             }
             if (DateTime.UtcNow + delay >= deadline)
                 throw new DistributedException(
@@ -178,10 +199,13 @@ internal sealed class TcpStore : IDisposable
             _socket.ReceiveTimeout = (int)Math.Min(int.MaxValue, wait.TotalMilliseconds + 30_000);
             try
             {
-                _socket.Send(frame);
+                SocketIO.SendAll(_socket, frame, "the rendezvous store");
                 Span<byte> len = stackalloc byte[4];
                 SocketIO.ReceiveExactly(_socket, len, "the rendezvous store");
-                var reply = new byte[BinaryPrimitives.ReadInt32LittleEndian(len)];
+                int length = BinaryPrimitives.ReadInt32LittleEndian(len);
+                if (length is < 0 or > MaxFrameBytes)
+                    throw new DistributedException($"the rendezvous store at {Endpoint} sent a malformed reply (length {length})");
+                var reply = new byte[length];
                 SocketIO.ReceiveExactly(_socket, reply, "the rendezvous store");
                 return readReply(new MemoryStream(reply));
             }
@@ -204,11 +228,16 @@ internal sealed class TcpStore : IDisposable
         w.Write(b);
     }
 
+    /// <summary>Reads a length-prefixed byte string from a message held in memory; a length past its end is malformed.</summary>
+    /// <exception cref="InvalidDataException">The length is negative or longer than what is left of the message.</exception>
     internal static byte[] ReadBytes(Stream r)
     {
         Span<byte> len = stackalloc byte[4];
         r.ReadExactly(len);
-        var b = new byte[BinaryPrimitives.ReadInt32LittleEndian(len)];
+        int length = BinaryPrimitives.ReadInt32LittleEndian(len);
+        if (length < 0 || (r.CanSeek && length > r.Length - r.Position))
+            throw new InvalidDataException($"a field claims {length} bytes but the message has {(r.CanSeek ? r.Length - r.Position : 0)} left");
+        var b = new byte[length];
         r.ReadExactly(b);
         return b;
     }
@@ -234,79 +263,106 @@ internal sealed class TcpStore : IDisposable
         _server?.Dispose();
     }
 
-    /// <summary>The server: one thread per client (a job has few ranks), state under one lock.</summary>
+    /// <summary>
+    /// The server: one thread per admitted client (a job has few ranks), state under one lock. Whatever a connection
+    /// sends, the worst outcome is that this connection is closed and logged: a wrong hello, a frame longer than
+    /// <see cref="MaxFrameBytes"/>, a truncated or garbled request.
+    /// </summary>
     sealed class TcpStoreServer : IDisposable
     {
-        readonly Socket _listener;
+        /// <summary>Connections served at once; more are refused (a job has a few ranks, each with one or two).</summary>
+        const int MaxClients = 1024;
+
+        readonly List<Socket> _listeners;
+        readonly JobSecurity _security;
+        readonly JobSecurity.ThrottledLog _log;
         readonly Dictionary<string, byte[]> _data = new(StringComparer.Ordinal);
         readonly List<Socket> _clients = new();
         volatile bool _stopped;
 
-        public int Port => ((IPEndPoint)_listener.LocalEndPoint!).Port;
+        public int Port => ((IPEndPoint)_listeners[0].LocalEndPoint!).Port;
 
-        TcpStoreServer(Socket listener)
+        public IReadOnlyList<IPEndPoint> Endpoints => _listeners.Select(l => (IPEndPoint)l.LocalEndPoint!).ToArray();
+
+        TcpStoreServer(List<Socket> listeners, JobSecurity security)
         {
-            _listener = listener;
-            new Thread(AcceptLoop) { IsBackground = true, Name = "vectorlm-store-accept" }.Start();
+            _listeners = listeners;
+            _security = security;
+            _log = new JobSecurity.ThrottledLog(security.LogOrStderr);
+            foreach (var l in listeners)
+                new Thread(() => AcceptLoop(l)) { IsBackground = true, Name = "vectorlm-store-accept" }.Start();
         }
 
-        public static TcpStoreServer Start(int port)
+        public static TcpStoreServer Start(string host, int port, JobSecurity security)
         {
-            var listener = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = true };
-            try
-            {
-                listener.Bind(new IPEndPoint(IPAddress.IPv6Any, port));
-                listener.Listen(512);
-            }
-            catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
-            {
-                listener.Dispose();
-                throw new DistributedException(
-                    $"MASTER_PORT {port} is already in use on this host, so rank 0 cannot host the rendezvous store there. " +
-                    "Pick another port, or leave MASTER_PORT unset and let the launcher choose a free one.", e);
-            }
-            catch
-            {
-                listener.Dispose();
-                throw;
-            }
-            return new TcpStoreServer(listener);
+            var listeners = SocketIO.Listen(host, port, security.BindAllInterfaces, 512, "rank 0's rendezvous store (MASTER_PORT)");
+            var server = new TcpStoreServer(listeners, security);
+            if (!security.IsAuthenticated)
+                security.LogOrStderr($"vectorlm store: listening on {string.Join(", ", listeners.Select(l => l.LocalEndPoint))} without a job token, " +
+                                     $"so any VectorLm client that reaches it is admitted; set {DistributedOptions.JobTokenVariable} on every rank to require one");
+            return server;
         }
 
-        void AcceptLoop()
+        void AcceptLoop(Socket listener)
         {
             while (!_stopped)
             {
                 Socket client;
-                try { client = _listener.Accept(); }
+                try { client = listener.Accept(); }
                 catch (Exception) when (_stopped) { return; }
                 catch (SocketException) { continue; }
                 catch (ObjectDisposedException) { return; }
-                client.NoDelay = true;
-                lock (_clients) _clients.Add(client);
+                lock (_clients)
+                {
+                    if (_clients.Count >= MaxClients)
+                    {
+                        _log.Write($"vectorlm store: refused a connection from {JobSecurity.RemoteName(client)}: {MaxClients} connections are open already");
+                        client.Dispose();
+                        continue;
+                    }
+                    _clients.Add(client);
+                }
                 new Thread(() => Serve(client)) { IsBackground = true, Name = "vectorlm-store-client" }.Start();
             }
         }
 
         void Serve(Socket client)
         {
+            string remote = JobSecurity.RemoteName(client);
             try
             {
+                client.NoDelay = true;
+                if (_security.Admit(client, JobSecurity.StoreMagic) is { } refused)
+                {
+                    _log.Write($"vectorlm store: closed a connection from {remote}: {refused}");
+                    return;
+                }
                 Span<byte> len = stackalloc byte[4];
                 while (!_stopped)
                 {
-                    if (!SocketIO.TryReceiveExactly(client, len)) return; // client closed
-                    var body = new byte[BinaryPrimitives.ReadInt32LittleEndian(len)];
-                    SocketIO.ReceiveExactly(client, body, "a store client");
+                    if (!SocketIO.TryReceiveExactly(client, len, $"store client {remote}")) return; // client closed
+                    int length = BinaryPrimitives.ReadInt32LittleEndian(len);
+                    if (length is < 1 or > MaxFrameBytes)
+                    {
+                        _log.Write($"vectorlm store: closed the connection from {remote}: a frame of {length} bytes (1 to {MaxFrameBytes} allowed)");
+                        return;
+                    }
+                    var body = new byte[length];
+                    SocketIO.ReceiveExactly(client, body, $"store client {remote}");
                     var reply = Handle(new MemoryStream(body));
                     var frame = reply.GetBuffer().AsSpan(0, (int)reply.Length);
                     BinaryPrimitives.WriteInt32LittleEndian(frame, frame.Length - 4);
-                    client.Send(frame);
+                    SocketIO.SendAll(client, frame, $"store client {remote}");
                 }
             }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException or DistributedException or EndOfStreamException)
+            catch (Exception) when (_stopped)
             {
-                // A client that goes away ends its own conversation; the store keeps serving the others.
+                // shutting down
+            }
+            catch (Exception e)
+            {
+                // Whatever a client sends, only its own connection ends: the store keeps serving the others.
+                _log.Write($"vectorlm store: closed the connection from {remote}: {(e is DistributedException ? "" : "malformed request: ")}{e.Message}");
             }
             finally
             {
@@ -332,7 +388,7 @@ internal sealed class TcpStore : IDisposable
                 }
                 case Op.Get:
                 {
-                    var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(ReadInt64(r));
+                    var deadline = Deadline(ReadInt64(r));
                     byte[]? value;
                     lock (_data)
                     {
@@ -347,7 +403,11 @@ internal sealed class TcpStore : IDisposable
                     long delta = ReadInt64(r), sum;
                     lock (_data)
                     {
-                        sum = (_data.TryGetValue(key, out var old) ? long.Parse(Encoding.ASCII.GetString(old), System.Globalization.CultureInfo.InvariantCulture) : 0) + delta;
+                        long old = 0;
+                        if (_data.TryGetValue(key, out var bytes) &&
+                            !long.TryParse(Encoding.ASCII.GetString(bytes), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out old))
+                            throw new InvalidDataException($"Add on key '{key}', which holds a value that is not a counter");
+                        sum = unchecked(old + delta);
                         _data[key] = Encoding.ASCII.GetBytes(sum.ToString(System.Globalization.CultureInfo.InvariantCulture));
                         Monitor.PulseAll(_data);
                     }
@@ -356,7 +416,7 @@ internal sealed class TcpStore : IDisposable
                 }
                 case Op.Wait:
                 {
-                    var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(ReadInt64(r));
+                    var deadline = Deadline(ReadInt64(r));
                     var keys = ReadKeys(r);
                     bool all;
                     lock (_data)
@@ -376,14 +436,22 @@ internal sealed class TcpStore : IDisposable
                     lock (_data) w.WriteByte(_data.Remove(key) ? (byte)1 : (byte)0);
                     break;
                 default:
-                    throw new DistributedException($"store request with unknown operation {(byte)op}");
+                    throw new InvalidDataException($"unknown operation {(byte)op}");
             }
+            if (r.Position != r.Length) throw new InvalidDataException($"{r.Length - r.Position} bytes after the end of a {op} request");
             return w;
         }
 
-        static string[] ReadKeys(Stream r)
+        // A client's wait in milliseconds, clamped to [0, 1 day] so no value from the wire overflows a date.
+        static DateTime Deadline(long milliseconds) =>
+            DateTime.UtcNow + TimeSpan.FromMilliseconds(Math.Clamp(milliseconds, 0, (long)TimeSpan.FromDays(1).TotalMilliseconds));
+
+        static string[] ReadKeys(MemoryStream r)
         {
-            var keys = new string[ReadInt64(r)];
+            long count = ReadInt64(r);
+            // Each key takes at least its 4-byte length, so a count the message cannot hold is malformed.
+            if (count < 0 || count > (r.Length - r.Position) / 4) throw new InvalidDataException($"a request for {count} keys");
+            var keys = new string[count];
             for (int i = 0; i < keys.Length; i++) keys[i] = ReadString(r);
             return keys;
         }
@@ -400,7 +468,7 @@ internal sealed class TcpStore : IDisposable
         public void Dispose()
         {
             _stopped = true;
-            _listener.Dispose();
+            foreach (var l in _listeners) l.Dispose();
             lock (_clients) foreach (var c in _clients) c.Dispose();
         }
     }

@@ -3,6 +3,7 @@ using System.Text.Json;
 using TorchSharp;
 using VectorLm.Distributed;
 using VectorLm.Distributed.Nccl;
+using VectorLm.Training;
 using static TorchSharp.torch;
 using CallSite = VectorLm.Distributed.CallSite;
 
@@ -30,6 +31,7 @@ public sealed class TrainerContext : IDisposable
         LocalRank = localRank;
         WorldSize = worldSize;
         Device = device;
+        Precision = Precision.DefaultFor(device);
         _group = group;
         _store = store;
     }
@@ -53,9 +55,7 @@ public sealed class TrainerContext : IDisposable
         options ??= new DistributedOptions();
         var env = DistributedEnvironment.Read();
         bool cuda = torch.cuda.is_available();
-        if (cuda && env.LocalRank >= torch.cuda.device_count())
-            throw new DistributedException($"LOCAL_RANK={env.LocalRank} but this node has {torch.cuda.device_count()} CUDA device(s)");
-        var device = cuda ? new Device(DeviceType.CUDA, env.LocalRank) : CPU;
+        var device = cuda ? new Device(DeviceType.CUDA, env.CudaDevice(torch.cuda.device_count())) : CPU;
         string backend = options.Backend switch
         {
             "auto" => cuda ? "nccl" : "tcp",
@@ -73,13 +73,14 @@ public sealed class TrainerContext : IDisposable
     {
         var joinTimeout = options.ResolveRendezvousTimeout();
         var collectiveTimeout = options.ResolveCollectiveTimeout();
-        var store = TcpStore.Connect(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, joinTimeout, $"rank {env.Rank} of {env.WorldSize}");
+        var store = TcpStore.Connect(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, joinTimeout, $"rank {env.Rank} of {env.WorldSize}", options.ResolveSecurity());
         try
         {
             ProcessGroup group = backend == "nccl"
                 ? NcclProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout, device.index < 0 ? 0 : (int)device.index, options.ResolveDesyncDebug())
                 : TcpProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout);
-            return new TrainerContext(group, env.LocalRank, device, store);
+            group.ObserveCancellation(options.Cancellation);
+            return new TrainerContext(group, env.LocalRank, device, store) { LocalWorldSize = env.LocalWorldSize };
         }
         catch
         {
@@ -94,6 +95,9 @@ public sealed class TrainerContext : IDisposable
     /// <summary>This process's rank on its node; the GPU index it uses.</summary>
     [RankDependent] public int LocalRank { get; }
 
+    /// <summary>Number of ranks on this node (they share its cores); 1 when not known.</summary>
+    internal int LocalWorldSize { get; init; } = 1;
+
     /// <summary>Number of ranks in the job.</summary>
     [RankUniform] public int WorldSize { get; }
 
@@ -102,6 +106,12 @@ public sealed class TrainerContext : IDisposable
 
     /// <summary>The device this rank trains on (CUDA:LocalRank, or CPU).</summary>
     public Device Device { get; }
+
+    /// <summary>
+    /// How this trainer stores weights and computes (<c>--precision</c>; default bf16-mixed on CUDA, 32-true on the
+    /// CPU). <see cref="Models.LlamaModel"/> reads it through <see cref="Training.Precision.Current"/>.
+    /// </summary>
+    [RankUniform] public Precision Precision { get; internal set; }
 
     /// <summary>The process group behind the collectives; null for a single process.</summary>
     internal ProcessGroup? Group => _group;
@@ -175,6 +185,22 @@ public sealed class TrainerContext : IDisposable
     {
         ArgumentNullException.ThrowIfNull(tensor);
         return _group is null ? tensor.unsqueeze(0).clone() : _group.AllGather(tensor, new CallSite(member, file, line));
+    }
+
+    /// <summary>
+    /// Overwrites <paramref name="parameters"/> with rank 0's values on every rank, as PyTorch's DDP does when it wraps
+    /// a model. The SDK's optimizer builders (<see cref="Training.Optimizers.AdamW"/>, <see cref="Training.Trainer"/>)
+    /// do this for you; call it after building an optimizer another way, before the first forward. Samplers made from
+    /// this context are marked stale.
+    /// </summary>
+    [Collective]
+    public void BroadcastParameters(IEnumerable<TorchSharp.Modules.Parameter> parameters,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        if (WorldSize == 1) return;
+        ParameterBroadcast.FromRank0(this, parameters, new CallSite(member, file, line));
+        NotifyWeightsChanged();
     }
 
     /// <summary>

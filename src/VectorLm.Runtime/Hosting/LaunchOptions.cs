@@ -17,6 +17,11 @@ public sealed record LaunchOptions
     public int NodeRank { get; init; }
     /// <summary>Seed for torch and the data order; every rank uses the same.</summary>
     public int Seed { get; init; }
+    /// <summary>
+    /// <c>32-true</c>, <c>tf32</c>, <c>bf16-mixed</c> or <c>bf16-true</c> (see <see cref="Training.Precision"/>); null
+    /// picks bf16-mixed on CUDA and 32-true on the CPU.
+    /// </summary>
+    public string? Precision { get; init; }
     /// <summary>Torch intra-op threads per rank; null picks cores / ranks.</summary>
     public int? Threads { get; init; }
     /// <summary>

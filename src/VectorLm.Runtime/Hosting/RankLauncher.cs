@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using System.Security.Cryptography;
 using System.Text;
 using VectorLm.Distributed;
 
@@ -11,14 +12,22 @@ namespace VectorLm.Hosting;
 /// <summary>
 /// Fans out one process per rank on this node (what torchrun's agent does): each is a copy of the current program
 /// with the same arguments and the torchrun environment, its output prefixed with <c>[rankN]</c>. The first rank to
-/// fail stops the others (SIGTERM, then SIGKILL of the whole process tree after a grace period); Ctrl+C or SIGTERM
-/// on the launcher stops all of them; ranks also stop themselves when the launcher vanishes (<see cref="ParentWatchdog"/>).
+/// fail stops the others (SIGTERM, then SIGKILL of the whole process tree after a grace period). Ctrl+C or SIGTERM
+/// on the launcher is passed on to the ranks, whose training loops see it as a cancelled token and stop; ranks still
+/// running after <see cref="SignalGrace"/>, or when a second signal comes, are killed with their children, and the
+/// launcher exits 130 (SIGINT) or 143 (SIGTERM). Ranks also stop themselves when the launcher vanishes
+/// (<see cref="ParentWatchdog"/>).
 /// </summary>
 internal sealed class RankLauncher
 {
     /// <summary>How long stopped ranks get to exit after SIGTERM before they and their children are killed.</summary>
     internal static TimeSpan StopGrace { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>How long ranks get to stop after a signal passed on to them, before they and their children are killed.</summary>
+    internal static TimeSpan SignalGrace { get; set; } = TimeSpan.FromSeconds(15);
+
+    volatile bool _killNow;
+    int _stopSignal;
     readonly LaunchOptions _options;
     readonly TextWriter _out, _err;
     readonly object _writeLock = new();
@@ -42,6 +51,8 @@ internal sealed class RankLauncher
         if (o.NodeRank < 0 || o.NodeRank >= o.NNodes) throw new ArgumentException($"--node-rank must be in [0, {o.NNodes}) for --nnodes {o.NNodes}, got {o.NodeRank}");
         if (o.MasterPort is < 0 or > 65535) throw new ArgumentException($"--master-port must be a TCP port (0 to 65535), got {o.MasterPort}");
         if (o.Threads is < 1) throw new ArgumentException($"--threads must be at least 1, got {o.Threads}");
+        if (o.Precision is not null && !Training.Precision.All.Any(p => p.Name == o.Precision))
+            throw new ArgumentException($"--precision must be one of {string.Join(", ", Training.Precision.All.Select(p => p.Name))}, got '{o.Precision}'");
         if (o.Backend is not ("auto" or "tcp" or "nccl")) throw new ArgumentException($"--backend must be auto, tcp or nccl, got '{o.Backend}'");
         if (o.NNodes > 1 && string.IsNullOrEmpty(o.MasterAddr) && string.IsNullOrEmpty(Environment.GetEnvironmentVariable("MASTER_ADDR")))
             throw new ArgumentException("--nnodes > 1 needs --master-addr (or MASTER_ADDR): the host of node 0, reachable from every node");
@@ -58,13 +69,22 @@ internal sealed class RankLauncher
                    ?? (int.TryParse(Environment.GetEnvironmentVariable("MASTER_PORT"), CultureInfo.InvariantCulture, out int p) ? p
                        : _options.NNodes > 1 ? DistributedEnvironment.DefaultPort : FreePort());
         var (file, args) = CurrentCommandLine();
+        // A fresh secret per job keeps strangers off the store and the rank listeners. Nodes of a multi-node job
+        // cannot agree on a random one without talking, so there the user's VECTORLM_JOB_TOKEN is used (or none).
+        string? token = Environment.GetEnvironmentVariable(DistributedOptions.JobTokenVariable) is { Length: > 0 } given ? given
+            : _options.NNodes == 1 ? Convert.ToHexString(RandomNumberGenerator.GetBytes(16)) : null;
 
         var ranks = new Process[perNode];
         var exits = new BlockingQueue<(int Local, int Code)>();
-        using var stop = new CancellationTokenSource();
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
-        stop.Token.Register(() => exits.Add((-1, 0)));
+        void OnSignal(PosixSignalContext c)
+        {
+            c.Cancel = true;
+            int signal = c.Signal == PosixSignal.SIGINT ? Posix.SIGINT : Posix.SIGTERM;
+            if (Interlocked.CompareExchange(ref _stopSignal, signal, 0) == 0) exits.Add((-1, 0));
+            else _killNow = true; // a second signal: no more waiting
+        }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 
         try
         {
@@ -88,6 +108,7 @@ internal sealed class RankLauncher
                 env["GROUP_RANK"] = _options.NodeRank.ToString(CultureInfo.InvariantCulture);
                 env["MASTER_ADDR"] = addr;
                 env["MASTER_PORT"] = port.ToString(CultureInfo.InvariantCulture);
+                if (token is not null) env[DistributedOptions.JobTokenVariable] = token;
                 env[ParentWatchdog.LauncherPidVariable] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
                 if (_options.CollectiveTimeout is { } ct)
                     env[DistributedOptions.CollectiveTimeoutVariable] = ct.TotalSeconds.ToString(CultureInfo.InvariantCulture);
@@ -113,23 +134,24 @@ internal sealed class RankLauncher
                 var (local, code) = exits.Take();
                 if (local < 0)
                 {
-                    Write(_err, $"launcher: interrupted; stopping {running} rank(s)");
-                    StopAll(ranks);
-                    return 130;
+                    int signal = _stopSignal;
+                    Write(_err, $"launcher: {Posix.SignalName(signal)}; stopping {running} rank(s) (send it again to kill them at once)");
+                    StopAll(ranks, signal, SignalGrace);
+                    return 128 + signal;
                 }
                 running--;
                 ranks[local].WaitForExit(); // drains the output pipes
                 if (code == 0) continue;
                 int rank = _options.NodeRank * perNode + local;
                 Write(_err, $"launcher: rank {rank} (pid {SafePid(ranks[local])}) {DescribeExit(code)}; stopping the other ranks");
-                StopAll(ranks);
+                StopAll(ranks, Posix.SIGTERM, StopGrace);
                 return code is > 0 and < 128 ? code : 1;
             }
             return 0;
         }
         catch
         {
-            StopAll(ranks);
+            StopAll(ranks, Posix.SIGTERM, StopGrace);
             throw;
         }
         finally
@@ -144,17 +166,14 @@ internal sealed class RankLauncher
             ? $"was killed by signal {Posix.SignalName(code - 128) ?? "#" + (code - 128)} ({code - 128}) (exit status {code})"
             : $"exited with code {code}";
 
-    void StopAll(Process?[] ranks)
+    void StopAll(Process?[] ranks, int signal, TimeSpan grace)
     {
         var alive = ranks.Where(r => r is not null && !HasExited(r)).Cast<Process>().ToList();
         foreach (var r in alive)
-            try { Posix.kill(r.Id, Posix.SIGTERM); } catch (InvalidOperationException) { }
-        var deadline = DateTime.UtcNow + StopGrace;
-        foreach (var r in alive)
-        {
-            var left = deadline - DateTime.UtcNow;
-            if (left > TimeSpan.Zero && r.WaitForExit(left)) continue;
-        }
+            try { Posix.kill(r.Id, signal); } catch (InvalidOperationException) { }
+        var deadline = DateTime.UtcNow + grace;
+        // Wait in short slices so a second signal cuts the grace short.
+        while (!_killNow && DateTime.UtcNow < deadline && alive.Any(r => !HasExited(r))) Thread.Sleep(50);
         foreach (var r in alive)
         {
             // Kill the whole tree: a rank may have started processes of its own.

@@ -21,8 +21,11 @@ namespace VectorLm.Hosting;
 /// </remarks>
 public static class TrainerHost
 {
-    /// <summary>Exit code after Ctrl+C or SIGTERM, as shells report SIGINT.</summary>
+    /// <summary>Exit code after Ctrl+C (SIGINT), as shells report a process killed by it.</summary>
     public const int CancelledExitCode = 130;
+
+    /// <summary>Exit code after SIGTERM (kill, scancel, the launcher stopping the job), as shells report it.</summary>
+    public const int TerminatedExitCode = 143;
 
     /// <summary>Runs <paramref name="train"/> on every rank and returns the process exit code.</summary>
     public static int Run(LaunchOptions options, Func<TrainerContext, CancellationToken, Task> train)
@@ -49,26 +52,13 @@ public static class TrainerHost
         NativeEnvironment.PreferPassiveOpenMpWaits();
         ParentWatchdog.StartIfLaunched();
         string who = "";
-        using var cts = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            // First Ctrl+C asks the loop to stop; a second one ends the process the default way.
-            if (cts.IsCancellationRequested) return;
-            e.Cancel = true;
-            cts.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c =>
-        {
-            if (cts.IsCancellationRequested) return;
-            c.Cancel = true;
-            cts.Cancel();
-        });
+        // SIGINT/SIGTERM cancel the token the loop and the collectives observe; a second one exits at once.
+        using var stop = new StopSignals();
         try
         {
             var env = DistributedEnvironment.Read();
             who = env.WorldSize > 1 && Environment.GetEnvironmentVariable(ParentWatchdog.LauncherPidVariable) is null ? $"rank {env.Rank}: " : "";
-            torch.set_num_threads(options.Threads ?? Math.Max(1, Environment.ProcessorCount / Math.Max(1, env.LocalWorldSize)));
+            torch.set_num_threads(options.Threads ?? DistributedEnvironment.CoresPerRank(Environment.ProcessorCount, env.LocalWorldSize));
             torch.manual_seed(options.Seed);
             if (torch.cuda.is_available()) torch.cuda.manual_seed_all(options.Seed);
 
@@ -77,15 +67,22 @@ public static class TrainerHost
                 Backend = options.Backend,
                 CollectiveTimeout = options.CollectiveTimeout,
                 RendezvousTimeout = options.RendezvousTimeout,
+                Cancellation = stop.Token,
             });
+            ctx.Precision = options.Precision is { } precision ? Training.Precision.Parse(precision) : Training.Precision.DefaultFor(ctx.Device);
+            ctx.Precision.ApplyGlobalSettings();
             using var scope = TrainerContextScope.Enter(ctx);
-            train(ctx, cts.Token).GetAwaiter().GetResult();
+            stop.Token.ThrowIfCancellationRequested(); // a signal during the rendezvous
+            train(ctx, stop.Token).GetAwaiter().GetResult();
+            if (stop.Signal != 0) return Stopped(); // the loop returned early because it saw the request
             return 0;
         }
-        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+        // A peer that was stopped first closes its connections, so this rank may see that before its own copy of
+        // the signal lands: a transport error gets a moment to turn out to be part of a stop.
+        catch (Exception e) when (stop.Signal != 0 || (e is DistributedException && stop.AwaitSignal(StopSignals.DuplicateWindow)))
         {
-            Console.Error.WriteLine($"{who}cancelled");
-            return CancelledExitCode;
+            // Whatever the loop or a collective threw once a stop was asked for is how it stopped.
+            return Stopped();
         }
         catch (DistributedException e)
         {
@@ -97,9 +94,11 @@ public static class TrainerHost
             Console.Error.WriteLine($"{who}error: {e}");
             return 1;
         }
-        finally
+
+        int Stopped()
         {
-            Console.CancelKeyPress -= onCancel;
+            Console.Error.WriteLine($"{who}stopped by {Posix.SignalName(stop.Signal)}");
+            return stop.ExitCode;
         }
     }
 }

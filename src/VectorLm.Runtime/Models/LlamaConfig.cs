@@ -11,9 +11,12 @@ namespace VectorLm.Models;
 /// Required fields: <c>hidden_size</c>, <c>intermediate_size</c>, <c>num_hidden_layers</c>,
 /// <c>num_attention_heads</c>, <c>vocab_size</c>. The others default as in transformers' <c>LlamaConfig</c>
 /// (<c>num_key_value_heads</c> = heads, <c>rms_norm_eps</c> 1e-6, <c>rope_theta</c> 10000,
-/// <c>max_position_embeddings</c> 2048, <c>tie_word_embeddings</c> false). <c>rope_theta</c> is also read from
-/// transformers 5's <c>rope_parameters</c>. Fields this model cannot honour (rope scaling, biases, an activation other
-/// than SiLU) are errors, not silently ignored; unrelated fields (<c>torch_dtype</c>, <c>architectures</c>, ...) are.
+/// <c>max_position_embeddings</c> 2048, <c>tie_word_embeddings</c> false). <c>model_type</c> llama, mistral (without
+/// a sliding window shorter than <c>max_position_embeddings</c>) and qwen2 (q/k/v biases; no sliding window);
+/// <c>attention_bias</c> and <c>mlp_bias</c>; RoPE from transformers 5's <c>rope_parameters</c> or the older
+/// <c>rope_theta</c> + <c>rope_scaling</c> (see <see cref="RopeScaling"/>). Fields this model cannot honour (dynamic
+/// RoPE, an activation other than SiLU, sliding windows) are errors naming the field, not silently ignored; unrelated
+/// fields (<c>torch_dtype</c>, <c>architectures</c>, ...) are ignored.
 /// </remarks>
 public sealed record LlamaConfig
 {
@@ -39,6 +42,23 @@ public sealed record LlamaConfig
     public bool TieWordEmbeddings { get; init; }
     /// <summary>Per-head width (<c>head_dim</c>); defaults to <see cref="HiddenSize"/> / <see cref="NumAttentionHeads"/>.</summary>
     public int? HeadDimOverride { get; init; }
+
+    /// <summary><c>model_type</c>: llama, mistral or qwen2.</summary>
+    public string ModelType { get; init; } = "llama";
+    /// <summary>Whether q_proj, k_proj and v_proj have biases (<c>attention_bias</c>; always for qwen2).</summary>
+    public bool QkvBias { get; init; }
+    /// <summary>Whether o_proj has a bias (Llama's <c>attention_bias</c> covers it; Qwen2's q/k/v biases do not).</summary>
+    public bool OutputBias { get; init; }
+    /// <summary>Whether gate_proj, up_proj and down_proj have biases (<c>mlp_bias</c>).</summary>
+    public bool MlpBias { get; init; }
+    /// <summary>Scaling of the rotary frequencies (<c>rope_parameters</c> / <c>rope_scaling</c>).</summary>
+    public RopeScaling RopeScaling { get; init; } = RopeScaling.None;
+
+    /// <summary>The rotary inverse frequencies (head_dim / 2 of them) with <see cref="RopeScaling"/> applied.</summary>
+    public float[] RopeInverseFrequencies() => RopeScaling.InverseFrequencies(HeadDim, RopeTheta, MaxPositionEmbeddings);
+
+    /// <summary>The factor cos and sin of the rotary embedding are multiplied by (yarn's attention factor; else 1).</summary>
+    public float RopeAttentionFactor => RopeScaling.AttentionFactor(MaxPositionEmbeddings);
 
     /// <summary>Per-head width used by the model.</summary>
     public int HeadDim => HeadDimOverride ?? HiddenSize / NumAttentionHeads;
@@ -73,6 +93,10 @@ public sealed record LlamaConfig
             throw new ArgumentException($"hidden_size {HiddenSize} is not divisible by num_attention_heads {NumAttentionHeads}");
         if (NumAttentionHeads % NumKeyValueHeads != 0)
             throw new ArgumentException($"num_attention_heads {NumAttentionHeads} is not divisible by num_key_value_heads {NumKeyValueHeads}");
+        if (ModelType is not ("llama" or "mistral" or "qwen2"))
+            throw new ArgumentException($"model_type \"{ModelType}\" is not supported (llama, mistral, qwen2)");
+        if (ModelType == "qwen2" ? !QkvBias || OutputBias : QkvBias != OutputBias)
+            throw new ArgumentException($"q/k/v bias {QkvBias} and o_proj bias {OutputBias} do not fit model_type {ModelType} (attention_bias covers all four in llama; qwen2 has q/k/v biases only)");
         if (HeadDim % 2 != 0 || HeadDim <= 0) throw new ArgumentException($"head_dim {HeadDim} must be positive and even (rotary embeddings)");
     }
 
@@ -110,21 +134,32 @@ public sealed record LlamaConfig
             : throw new InvalidDataException($"required config field \"{name}\" is missing");
         T Optional<T>(string name, T fallback) => obj[name] is JsonNode n && n.GetValueKind() != JsonValueKind.Null ? n.GetValue<T>() : fallback;
 
-        if (obj["model_type"] is JsonNode mt && mt.GetValue<string>() is not ("llama" or "mistral"))
-            throw new InvalidDataException($"config field \"model_type\" is \"{mt}\"; only \"llama\" is supported");
-        if (obj["rope_scaling"] is JsonNode scaling && scaling.GetValueKind() != JsonValueKind.Null)
-            throw new InvalidDataException($"config field \"rope_scaling\" = {scaling.ToJsonString()} is not supported (only plain rotary embeddings)");
+        string modelType = obj["model_type"] is JsonValue mt ? mt.GetValue<string>() : "llama";
+        if (modelType is not ("llama" or "mistral" or "qwen2"))
+            throw new InvalidDataException($"config field \"model_type\" is \"{modelType}\"; supported: llama, mistral, qwen2");
         if (Optional("hidden_act", "silu") != "silu")
             throw new InvalidDataException($"config field \"hidden_act\" is \"{obj["hidden_act"]}\"; only \"silu\" is supported");
-        foreach (string bias in new[] { "attention_bias", "mlp_bias" })
-            if (Optional(bias, false)) throw new InvalidDataException($"config field \"{bias}\" = true is not supported");
+        if (Optional("use_sliding_window", false))
+            throw new InvalidDataException("config field \"use_sliding_window\" = true is not supported");
+        int maxPositions = Optional("max_position_embeddings", 2048);
+        // Mistral applies a sliding window whenever one is set; one at least as long as the context changes nothing.
+        if (modelType == "mistral" && obj["sliding_window"] is JsonValue window && window.GetValueKind() == JsonValueKind.Number && window.GetValue<int>() < maxPositions)
+            throw new InvalidDataException($"config field \"sliding_window\" = {window} is shorter than max_position_embeddings {maxPositions}; sliding-window attention is not supported");
+        if (modelType != "llama")
+            foreach (string bias in new[] { "attention_bias", "mlp_bias" })
+                if (Optional(bias, false)) throw new InvalidDataException($"config field \"{bias}\" = true is not supported for model_type {modelType}");
+        bool attentionBias = Optional("attention_bias", false);
 
+        // transformers 5: rope_parameters holds rope_theta and the scaling; before: rope_theta and rope_scaling.
         double ropeTheta = Optional("rope_theta", double.NaN);
-        if (double.IsNaN(ropeTheta) && obj["rope_parameters"] is JsonObject rope)
+        var scaling = RopeScaling.Parse(obj["rope_scaling"] as JsonObject, "rope_scaling");
+        if (obj["rope_parameters"] is JsonObject rope)
         {
-            if (rope["rope_type"] is JsonNode rt && rt.GetValue<string>() != "default")
-                throw new InvalidDataException($"config field \"rope_parameters.rope_type\" is \"{rt}\"; only \"default\" is supported");
-            ropeTheta = rope["rope_theta"]?.GetValue<double>() ?? double.NaN;
+            if (double.IsNaN(ropeTheta)) ropeTheta = rope["rope_theta"] is JsonValue rt ? rt.GetValue<double>() : double.NaN;
+            var parameters = RopeScaling.Parse(rope, "rope_parameters");
+            if (obj["rope_scaling"] is JsonObject && parameters != scaling)
+                throw new InvalidDataException("config fields \"rope_parameters\" and \"rope_scaling\" disagree; give one of them");
+            scaling = parameters;
         }
         int heads = Required("num_attention_heads");
         int hidden = Required("hidden_size");
@@ -140,17 +175,22 @@ public sealed record LlamaConfig
             VocabSize = Required("vocab_size"),
             RmsNormEps = Optional("rms_norm_eps", 1e-6),
             RopeTheta = double.IsNaN(ropeTheta) ? 10000 : ropeTheta,
-            MaxPositionEmbeddings = Optional("max_position_embeddings", 2048),
+            MaxPositionEmbeddings = maxPositions,
             TieWordEmbeddings = Optional("tie_word_embeddings", false),
             HeadDimOverride = headDim,
+            ModelType = modelType,
+            QkvBias = modelType == "qwen2" || attentionBias,
+            OutputBias = attentionBias,
+            MlpBias = Optional("mlp_bias", false),
+            RopeScaling = scaling,
         };
     }
 
     /// <summary>The Hugging Face <c>config.json</c> object for this config (loadable by transformers' LlamaForCausalLM).</summary>
     public JsonObject ToJson(string torchDtype = "float32") => new()
     {
-        ["architectures"] = new JsonArray("LlamaForCausalLM"),
-        ["model_type"] = "llama",
+        ["architectures"] = new JsonArray(ModelType switch { "qwen2" => "Qwen2ForCausalLM", "mistral" => "MistralForCausalLM", _ => "LlamaForCausalLM" }),
+        ["model_type"] = ModelType,
         ["hidden_size"] = HiddenSize,
         ["intermediate_size"] = IntermediateSize,
         ["num_hidden_layers"] = NumHiddenLayers,
@@ -160,12 +200,13 @@ public sealed record LlamaConfig
         ["vocab_size"] = VocabSize,
         ["rms_norm_eps"] = RmsNormEps,
         ["rope_theta"] = RopeTheta,
-        ["rope_scaling"] = null,
+        ["rope_scaling"] = RopeScaling.Type == "default" ? null : RopeScaling.ToJson(RopeTheta),
+        ["rope_parameters"] = RopeScaling.ToJson(RopeTheta),
         ["max_position_embeddings"] = MaxPositionEmbeddings,
         ["tie_word_embeddings"] = TieWordEmbeddings,
         ["hidden_act"] = "silu",
-        ["attention_bias"] = false,
-        ["mlp_bias"] = false,
+        ["attention_bias"] = ModelType == "qwen2" ? null : QkvBias,
+        ["mlp_bias"] = MlpBias,
         ["bos_token_id"] = 1,
         ["eos_token_id"] = 2,
         ["torch_dtype"] = torchDtype,

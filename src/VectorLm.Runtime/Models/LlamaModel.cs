@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using VectorLm.Training;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -42,8 +43,9 @@ public sealed partial class LlamaModel : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// A freshly initialised model: weights drawn from normal(0, 0.02) by a generator seeded with
-    /// <paramref name="seed"/> (same weights on every device and run), norms set to one, float32 on
-    /// <paramref name="device"/> (CPU when null).
+    /// <paramref name="seed"/> (same weights on every device and run), norms set to one, on
+    /// <paramref name="device"/> (CPU when null), in the parameter dtype of <see cref="Precision.Current"/> (float32
+    /// unless the precision is bf16-true).
     /// </summary>
     public static LlamaModel Create(LlamaConfig config, Device? device = null, long seed = 0)
     {
@@ -55,6 +57,7 @@ public sealed partial class LlamaModel : nn.Module<Tensor, Tensor>
             foreach (var (name, p) in m.named_parameters())
             {
                 if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
+                else if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_(); // as transformers initialises biases
                 else
                 {
                     // Drawn explicitly: nn.init.normal_ does not honour the generator in TorchSharp 0.107.
@@ -64,12 +67,21 @@ public sealed partial class LlamaModel : nn.Module<Tensor, Tensor>
             }
         }
         if (device is not null && device.type != DeviceType.CPU) m.to(device);
+        m.ToPrecisionDtype();
         return m;
+    }
+
+    // bf16-true stores the parameters in bfloat16; every other precision keeps float32 masters.
+    void ToPrecisionDtype()
+    {
+        var dtype = Precision.Current.ParameterDtype;
+        if (dtype != ScalarType.Float32) this.to(dtype);
     }
 
     /// <summary>
     /// Loads a Hugging Face folder: <c>config.json</c> and <c>model.safetensors</c> (or the sharded
-    /// <c>model.safetensors.index.json</c>). Weights stored as F16/BF16 are converted to the model's float32.
+    /// <c>model.safetensors.index.json</c>). Weights stored as F16/BF16 are converted to the model's float32 (bfloat16
+    /// under bf16-true, see <see cref="Precision.Current"/>).
     /// </summary>
     /// <exception cref="InvalidDataException">Bad config, missing tensor or wrong shape; the message names the field or tensor (and both shapes).</exception>
     public static LlamaModel FromPretrained(string folder, Device? device = null)
@@ -81,6 +93,7 @@ public sealed partial class LlamaModel : nn.Module<Tensor, Tensor>
         using var weights = SafetensorsFolder.Open(folder);
         var m = new LlamaModel(config);
         if (device is not null && device.type != DeviceType.CPU) m.to(device);
+        m.ToPrecisionDtype();
         m.LoadWeights(weights);
         return m;
     }
@@ -139,14 +152,17 @@ public sealed partial class LlamaModel : nn.Module<Tensor, Tensor>
     /// start at <see cref="KvCache.Length"/>); the new keys and values are appended to the cache. Use under
     /// <c>torch.no_grad()</c>.
     /// </summary>
+    /// <remarks>Runs under autocast when <see cref="Precision.Current"/> is mixed (bf16-mixed): the logits are then bfloat16.</remarks>
     public Tensor forward(Tensor inputIds, KvCache? cache)
     {
+        var device = model.embed_tokens.weight!.device;
+        using var autocast = Precision.Current.Autocast(device);
         var h = model.forward(inputIds, cache);
         return lm_head is null ? F.linear(h, model.embed_tokens.weight!) : lm_head.forward(h);
     }
 
     /// <summary>
-    /// Mean cross-entropy of next-token predictions. <paramref name="labels"/> has the shape of
+    /// Mean cross-entropy of next-token predictions, computed in float32 whatever the precision. <paramref name="labels"/> has the shape of
     /// <paramref name="inputIds"/> and is already shifted: <c>labels[b, t]</c> is the id that should follow
     /// <c>inputIds[b, ..t]</c>, or -100 where no loss is taken.
     /// </summary>
@@ -193,8 +209,9 @@ public sealed class KvCache : IDisposable
     {
         long t = k.shape[2];
         if (k.shape[0] != BatchSize) throw new ArgumentException($"batch of {k.shape[0]} does not match the cache's {BatchSize}");
-        Keys[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], k.dtype, k.device);
-        Values[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], v.dtype, v.device);
+        // Made on first use, often inside a caller's per-token DisposeScope: detached, they live as long as the cache.
+        Keys[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], k.dtype, k.device).DetachFromDisposeScope();
+        Values[layer] ??= zeros([BatchSize, _config.NumKeyValueHeads, Capacity, _config.HeadDim], v.dtype, v.device).DetachFromDisposeScope();
         using (no_grad())
         {
             Keys[layer]!.narrow(2, Length, t).copy_(k);
@@ -238,13 +255,16 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
         // cos/sin of position x frequency, duplicated over both halves: [max_positions, head_dim], float32.
         using (no_grad())
         {
-            int half = config.HeadDim / 2;
-            using var invFreq = 1.0 / pow(config.RopeTheta, arange(0, half, dtype: ScalarType.Float64) * 2.0 / config.HeadDim);
+            // Frequencies (with rope scaling) and yarn's attention factor come from the config, the one place they are computed.
+            using var invFreq = tensor(config.RopeInverseFrequencies()).to(ScalarType.Float64);
             using var positions = arange(0, config.MaxPositionEmbeddings, dtype: ScalarType.Float64);
             using var freqs = outer(positions, invFreq);
             using var emb = cat([freqs, freqs], -1);
-            _ropeCos = emb.cos().to(ScalarType.Float32).DetachFromDisposeScope();
-            _ropeSin = emb.sin().to(ScalarType.Float32).DetachFromDisposeScope();
+            double attentionFactor = config.RopeAttentionFactor;
+            using var cosScaled = emb.cos().mul_(attentionFactor);
+            using var sinScaled = emb.sin().mul_(attentionFactor);
+            _ropeCos = cosScaled.to(ScalarType.Float32).DetachFromDisposeScope();
+            _ropeSin = sinScaled.to(ScalarType.Float32).DetachFromDisposeScope();
         }
         register_module("embed_tokens", embed_tokens);
         register_module("layers", layers);
@@ -286,8 +306,10 @@ sealed class LlamaBackbone : nn.Module<Tensor, Tensor>
             oldCos.Dispose();
             oldSin.Dispose();
         }
-        var cos = _ropeCos.narrow(0, past, seq).to(h.dtype);
-        var sin = _ropeSin.narrow(0, past, seq).to(h.dtype);
+        // In the dtype q and k will have: the autocast dtype under bf16-mixed (the projections' output), else h's.
+        var ropeDtype = Precision.Current.AutocastDtype ?? h.dtype;
+        var cos = _ropeCos.narrow(0, past, seq).to(ropeDtype);
+        var sin = _ropeSin.narrow(0, past, seq).to(ropeDtype);
         // Causal masking: SDPA's built-in flag is top-left aligned, which is right only without earlier positions.
         Tensor? mask = null;
         if (past > 0 && seq > 1)
@@ -328,7 +350,7 @@ sealed class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
     }
 }
 
-/// <summary>Grouped-query self-attention with rotary embeddings (<c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>; no biases).</summary>
+/// <summary>Grouped-query self-attention with rotary embeddings (<c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>; biases as the config says).</summary>
 sealed class LlamaAttention : nn.Module<Tensor, Tensor>, ILoraHost
 {
     // Slots, not readonly: an adapter wraps them (ILoraHost, LlamaModel.Lora.cs).
@@ -340,10 +362,10 @@ sealed class LlamaAttention : nn.Module<Tensor, Tensor>, ILoraHost
         _heads = config.NumAttentionHeads;
         _kvHeads = config.NumKeyValueHeads;
         _headDim = config.HeadDim;
-        q_proj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: false);
-        k_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: false);
-        v_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: false);
-        o_proj = nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: false);
+        q_proj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: config.QkvBias);
+        k_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
+        v_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
+        o_proj = nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: config.OutputBias);
         RegisterComponents();
     }
 
@@ -405,9 +427,9 @@ sealed class LlamaMlp : nn.Module<Tensor, Tensor>, ILoraHost
 
     public LlamaMlp(LlamaConfig config) : base("LlamaMLP")
     {
-        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: false);
-        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: false);
-        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: false);
+        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
+        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
+        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: config.MlpBias);
         RegisterComponents();
     }
 

@@ -283,6 +283,9 @@ public sealed class SafetensorsFolder : IDisposable
                 foreach (var (name, fileNode) in map)
                 {
                     string file = fileNode!.GetValue<string>();
+                    // A shard name is a path inside the folder: an index must not make us read elsewhere.
+                    if (file.Length == 0 || Path.IsPathRooted(file) || file.Split('/', '\\').Contains(".."))
+                        throw new InvalidDataException($"{index}: tensor \"{name}\" is mapped to \"{file}\", which is not a file inside the folder (no \"..\", not absolute)");
                     if (!opened.TryGetValue(file, out var f))
                     {
                         f = SafetensorsFile.Open(Path.Combine(folder, file));

@@ -53,7 +53,7 @@ internal sealed unsafe class EngineModel : IDisposable
                     gguf.AddTensor(GgmlTensorStruct.Describe(s.GgufName, ggmlType, LlamaGgufLayout.GgufDimensions(shape)), s.GgufName);
             }
 
-        var state = new BuildState(sources, parameters);
+        var state = new BuildState(sources, parameters, arch);
         var stateHandle = GCHandle.Alloc(state);
         IntPtr model;
         try
@@ -109,7 +109,7 @@ internal sealed unsafe class EngineModel : IDisposable
 
     public void Dispose() => Handle.Dispose();
 
-    sealed class BuildState(Dictionary<string, TensorSource> sources, IReadOnlyDictionary<string, Tensor> parameters)
+    sealed class BuildState(Dictionary<string, TensorSource> sources, IReadOnlyDictionary<string, Tensor> parameters, LlamaArchitecture arch)
     {
         public readonly List<EngineTensor> Tensors = new();
         public readonly List<string> Errors = new();
@@ -117,7 +117,7 @@ internal sealed unsafe class EngineModel : IDisposable
         public void Fill(IntPtr tensor)
         {
             var name = GgmlNative.Name(tensor);
-            var source = sources.GetValueOrDefault(name) ?? LlamaGgufLayout.ConstantTensor(name);
+            var source = sources.GetValueOrDefault(name) ?? LlamaGgufLayout.ConstantTensor(name, arch);
             if (source is null)
             {
                 Errors.Add($"llama.cpp asked for tensor '{name}', which the engine cannot fill");
@@ -125,6 +125,7 @@ internal sealed unsafe class EngineModel : IDisposable
             }
             Tensors.Add(new EngineTensor(name, tensor, source));
             if (source.SourceName is { } hf) WeightWriter.Write(tensor, name, parameters[hf], source.PermuteHeads);
+            else if (source.Values is { } values) WeightWriter.Write(tensor, name, values);
             else WeightWriter.Fill(tensor, source.Constant);
         }
     }
@@ -164,7 +165,14 @@ internal static class WeightWriter
         using var scope = torch.NewDisposeScope();
         var view = source.detach();
         long[] shape = expected;
-        if (permuteHeads > 0)
+        if (permuteHeads > 0 && expected.Length == 1)
+        {
+            // A q/k bias: its rows move like the weight's.
+            long half = expected[0] / permuteHeads / 2;
+            view = view.view(permuteHeads, 2, half).transpose(1, 2);
+            shape = [permuteHeads, half, 2];
+        }
+        else if (permuteHeads > 0)
         {
             long rows = expected[0], cols = expected[1];
             long half = rows / permuteHeads / 2;
@@ -172,6 +180,15 @@ internal static class WeightWriter
             shape = [permuteHeads, half, 2, cols];
         }
         CopyInto(tensor, view, shape);
+    }
+
+    /// <summary>Copies <paramref name="values"/> into the 1-D <paramref name="tensor"/>.</summary>
+    public static void Write(IntPtr tensor, string name, float[] values)
+    {
+        if (GgmlNative.ElementCount(tensor) != values.Length)
+            throw new InvalidOperationException($"Tensor '{name}' has {GgmlNative.ElementCount(tensor)} elements; the engine computed {values.Length}.");
+        using var scope = torch.NewDisposeScope();
+        CopyInto(tensor, torch.tensor(values), [values.Length]);
     }
 
     /// <summary>Sets every element of <paramref name="tensor"/> to <paramref name="value"/>.</summary>

@@ -1,4 +1,5 @@
 using VectorLm.Native;
+using VectorLm.Tokenization;
 
 namespace VectorLm.Sampling;
 
@@ -9,7 +10,8 @@ namespace VectorLm.Sampling;
 /// Heads of a q/k projection whose rows go from Hugging Face's rotate-half layout to GGUF's interleaved pairs; 0 for none.
 /// </param>
 /// <param name="Constant">The value of every element of a tensor without a source (0 for biases, 1 for scales).</param>
-internal sealed record TensorSource(string GgufName, string? SourceName, int PermuteHeads, float Constant);
+/// <param name="Values">The values of a tensor without a source that is not constant (rope_freqs), or null.</param>
+internal sealed record TensorSource(string GgufName, string? SourceName, int PermuteHeads, float Constant, float[]? Values = null);
 
 /// <summary>
 /// The mapping between Hugging Face Llama parameters and llama.cpp's GGUF tensors and metadata, as
@@ -38,12 +40,25 @@ internal static class LlamaGgufLayout
             Add(blk + "ffn_gate.weight", hf + "mlp.gate_proj.weight");
             Add(blk + "ffn_up.weight", hf + "mlp.up_proj.weight");
             Add(blk + "ffn_down.weight", hf + "mlp.down_proj.weight");
+            // Biases where the checkpoint has them (Qwen2's q/k/v; Llama's attention_bias and mlp_bias); q/k rows are
+            // permuted like their weights.
+            void AddBias(string gguf, string name, int permute = 0)
+            {
+                if (parameterNames.Contains(hf + name)) Add(blk + gguf, hf + name, permute);
+            }
+            AddBias("attn_q.bias", "self_attn.q_proj.bias", arch.HeadCount);
+            AddBias("attn_k.bias", "self_attn.k_proj.bias", arch.KvHeadCount);
+            AddBias("attn_v.bias", "self_attn.v_proj.bias");
+            AddBias("attn_output.bias", "self_attn.o_proj.bias");
+            AddBias("ffn_gate.bias", "mlp.gate_proj.bias");
+            AddBias("ffn_up.bias", "mlp.up_proj.bias");
+            AddBias("ffn_down.bias", "mlp.down_proj.bias");
         }
         var used = map.Values.Select(s => s.SourceName).ToHashSet(StringComparer.Ordinal);
         var unmapped = parameterNames.Where(n => !used.Contains(n)).ToList();
         if (unmapped.Count > 0)
             throw new ArgumentException($"Trainer parameters with no llama.cpp tensor: {string.Join(", ", unmapped.Take(5))}" +
-                (unmapped.Count > 5 ? $" and {unmapped.Count - 5} more" : "") + ". The engine supports plain Llama (no biases).");
+                (unmapped.Count > 5 ? $" and {unmapped.Count - 5} more" : "") + ". The engine supports the Llama family (Llama, Mistral, Qwen2).");
         var missing = used.Where(n => !parameterNames.Contains(n!)).ToList();
         if (missing.Count > 0)
             throw new ArgumentException($"The trainer model lacks parameters the engine needs: {string.Join(", ", missing.Take(5))}.");
@@ -52,12 +67,14 @@ internal static class LlamaGgufLayout
 
     /// <summary>
     /// What llama.cpp tensors without a trainer source must hold: its Llama graph creates optional biases (0),
-    /// rope_freqs (1, once per layer under one name) and scales (1). Null for a tensor the engine does not know.
+    /// rope_freqs (the frequency divisors of linear/llama3 scaling, else 1; once per layer under one name) and scales
+    /// (1). Null for a tensor the engine does not know.
     /// </summary>
-    public static TensorSource? ConstantTensor(string ggufName)
+    public static TensorSource? ConstantTensor(string ggufName, LlamaArchitecture arch)
     {
         if (ggufName.EndsWith(".bias", StringComparison.Ordinal)) return new TensorSource(ggufName, null, 0, 0f);
-        if (ggufName == "rope_freqs.weight" || ggufName.EndsWith(".scale", StringComparison.Ordinal)
+        if (ggufName == "rope_freqs.weight") return new TensorSource(ggufName, null, 0, 1f, arch.RopeFrequencyFactors());
+        if (ggufName.EndsWith(".scale", StringComparison.Ordinal)
             || ggufName.EndsWith("_scale", StringComparison.Ordinal))
             return new TensorSource(ggufName, null, 0, 1f);
         return null;
@@ -82,21 +99,42 @@ internal static class LlamaGgufLayout
         GgufNative.SetFloat32(gguf, "llama.attention.layer_norm_rms_epsilon", arch.RmsNormEps);
         GgufNative.SetFloat32(gguf, "llama.rope.freq_base", arch.RopeTheta);
         GgufNative.SetUInt32(gguf, "llama.rope.dimension_count", (uint)arch.HeadDim);
+        WriteRopeScaling(gguf, arch);
         GgufNative.SetUInt32(gguf, "llama.vocab_size", (uint)arch.VocabSize);
 
-        if (vocab.Pieces.Count != arch.VocabSize || vocab.Scores.Count != arch.VocabSize || vocab.TokenTypes.Count != arch.VocabSize)
-            throw new ArgumentException($"The tokenizer has {vocab.Pieces.Count} pieces, {vocab.Scores.Count} scores and " +
-                $"{vocab.TokenTypes.Count} token types; the model's vocab_size is {arch.VocabSize}.");
-        GgufNative.SetString(gguf, "tokenizer.ggml.model", "llama");
-        GgufNative.SetStringArray(gguf, "tokenizer.ggml.tokens", vocab.Pieces);
-        GgufNative.SetFloat32Array(gguf, "tokenizer.ggml.scores", vocab.Scores.ToArray());
-        GgufNative.SetInt32Array(gguf, "tokenizer.ggml.token_type", vocab.TokenTypes.ToArray());
-        GgufNative.SetUInt32(gguf, "tokenizer.ggml.bos_token_id", (uint)vocab.BosId);
-        GgufNative.SetUInt32(gguf, "tokenizer.ggml.eos_token_id", (uint)vocab.EosId);
-        GgufNative.SetUInt32(gguf, "tokenizer.ggml.unknown_token_id", (uint)vocab.UnkId);
-        GgufNative.SetBool(gguf, "tokenizer.ggml.add_bos_token", true);
+        WriteVocabulary(gguf, vocab.Vocabulary.PaddedTo(arch.VocabSize));
+    }
+
+    // Linear and llama3 scaling are per-dimension divisors in rope_freqs.weight (see ConstantTensor); yarn is llama.cpp's
+    // own YaRN with the same correction range and attention factor, when the betas and factor are the defaults it uses.
+    static void WriteRopeScaling(GgufContextHandle gguf, LlamaArchitecture arch)
+    {
+        if (arch.RopeScaling is not { Type: "yarn" } yarn) return;
+        if (yarn.BetaFast != 32 || yarn.BetaSlow != 1 || yarn.ExplicitAttentionFactor is not null || !yarn.Truncate)
+            throw new NotSupportedException("The llama.cpp engine supports yarn RoPE with beta_fast 32, beta_slow 1, truncate and the default " +
+                "attention factor only; use the torch engine (EngineOptions.Backend = Torch) for this model.");
+        double factor = yarn.OriginalMaxPositions is { } original ? (double)arch.MaxPositions / original : yarn.Factor;
+        GgufNative.SetString(gguf, "llama.rope.scaling.type", "yarn");
+        GgufNative.SetFloat32(gguf, "llama.rope.scaling.factor", (float)factor);
+        GgufNative.SetUInt32(gguf, "llama.rope.scaling.original_context_length", (uint)(yarn.OriginalMaxPositions ?? arch.MaxPositions));
+    }
+
+    /// <summary>Writes <c>tokenizer.ggml.*</c>: tokens, types, scores (llama) or merges and pre-tokenizer name (gpt2), special ids.</summary>
+    static void WriteVocabulary(GgufContextHandle gguf, GgufVocabulary v)
+    {
+        GgufNative.SetString(gguf, "tokenizer.ggml.model", v.Model);
+        if (v.Pre is not null) GgufNative.SetString(gguf, "tokenizer.ggml.pre", v.Pre);
+        GgufNative.SetStringArray(gguf, "tokenizer.ggml.tokens", v.Tokens);
+        GgufNative.SetInt32Array(gguf, "tokenizer.ggml.token_type", v.Types.ToArray());
+        if (v.Merges is not null) GgufNative.SetStringArray(gguf, "tokenizer.ggml.merges", v.Merges);
+        else GgufNative.SetFloat32Array(gguf, "tokenizer.ggml.scores", v.Scores.ToArray());
+        if (v.BosId >= 0) GgufNative.SetUInt32(gguf, "tokenizer.ggml.bos_token_id", (uint)v.BosId);
+        if (v.EosId >= 0) GgufNative.SetUInt32(gguf, "tokenizer.ggml.eos_token_id", (uint)v.EosId);
+        if (v.UnkId >= 0) GgufNative.SetUInt32(gguf, "tokenizer.ggml.unknown_token_id", (uint)v.UnkId);
+        if (v.PadId >= 0) GgufNative.SetUInt32(gguf, "tokenizer.ggml.padding_token_id", (uint)v.PadId);
+        GgufNative.SetBool(gguf, "tokenizer.ggml.add_bos_token", v.AddBos && v.BosId >= 0);
         GgufNative.SetBool(gguf, "tokenizer.ggml.add_eos_token", false);
-        GgufNative.SetBool(gguf, "tokenizer.ggml.add_space_prefix", false);
+        GgufNative.SetBool(gguf, "tokenizer.ggml.add_space_prefix", v.AddSpacePrefix);
     }
 
     public static GgmlType ToGgml(EngineWeightType type) => type switch

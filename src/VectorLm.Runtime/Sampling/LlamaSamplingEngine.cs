@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using TorchSharp;
+using VectorLm.Distributed;
 using VectorLm.Models;
 using VectorLm.Native;
 using static TorchSharp.torch;
@@ -63,7 +64,7 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
         _referenceForward = referenceForward;
         Options = options;
         ContextLength = options.ContextLength ?? Math.Min(arch.MaxPositions, 2048);
-        Threads = options.Threads ?? Math.Max(1, Environment.ProcessorCount / 2);
+        Threads = options.Threads ?? DefaultThreads(Environment.ProcessorCount, trainer.LocalWorldSize);
         _sampler = new TokenSampler(arch.VocabSize);
         _model = EngineModel.Build(arch, parameters(), codec, options.WeightType);
         _lora = lora;
@@ -83,6 +84,9 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
         }
         _subscription = trainer.OnWeightsChanged(MarkStale);
     }
+
+    /// <summary>What <see cref="EngineOptions.Threads"/> defaults to: half the cores divided by the ranks on the node, at least 1.</summary>
+    internal static int DefaultThreads(int cores, int ranksOnNode) => DistributedEnvironment.CoresPerRank(cores / 2, ranksOnNode);
 
     /// <summary>
     /// Builds an engine from a Llama model's parameters (Hugging Face names) and the trainer's tokenizer, and
@@ -407,11 +411,11 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
         }
     }
 
-    /// <summary>Tokens the engine feeds for <paramref name="prompt"/> (BOS plus the trainer tokenizer's ids).</summary>
+    /// <summary>Tokens the engine feeds for <paramref name="prompt"/>: the trainer tokenizer's ids, after BOS where the tokenizer adds one.</summary>
     public int[] TokenizePrompt(string prompt)
     {
         var ids = _codec.Encode(prompt);
-        return Options.AddBos ? [_codec.BosId, .. ids] : ids;
+        return Options.AddBos && _codec.AddBos && _codec.BosId >= 0 ? [_codec.BosId, .. ids] : ids;
     }
 
     /// <summary>llama.cpp's own tokenization of <paramref name="text"/> with the engine's vocabulary (no BOS).</summary>

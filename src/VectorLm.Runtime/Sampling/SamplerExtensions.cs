@@ -19,13 +19,17 @@ public static class SamplerExtensions
         ArgumentNullException.ThrowIfNull(trainer);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
-        if (tokenizer.VocabSize != model.Config.VocabSize)
-            throw new ArgumentException($"The tokenizer has {tokenizer.VocabSize} tokens; the model's vocab_size is {model.Config.VocabSize}.", nameof(tokenizer));
+        // Checkpoints often round vocab_size up past the tokenizer (Qwen2): the extra rows are never produced from text.
+        if (tokenizer.VocabSize > model.Config.VocabSize)
+            throw new ArgumentException($"The tokenizer has {tokenizer.VocabSize} tokens; the model's vocab_size is only {model.Config.VocabSize}.", nameof(tokenizer));
         return LlamaSamplingEngine.Create(trainer, Architecture(model.Config), () => Parameters(model), new TokenizerCodec(tokenizer),
             ids =>
             {
                 using var _ = no_grad();
-                // The engine never drops out: compare with the model in eval mode (LoRA dropout), then restore its mode.
+                // The engine holds the parameters' own values (the f32 masters under bf16-mixed): compare with them
+                // in full precision, not with an autocast or TF32 forward. It never drops out either: compare with the
+                // model in eval mode (LoRA dropout), then restore its mode.
+                using var full = Training.Precision.Full32.Use();
                 bool training = model.training;
                 model.eval();
                 try { return model.forward(ids); }
@@ -36,7 +40,7 @@ public static class SamplerExtensions
     /// <summary>The engine's view of a Hugging Face Llama config.</summary>
     public static LlamaArchitecture Architecture(LlamaConfig c) =>
         new(c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim,
-            (float)c.RmsNormEps, (float)c.RopeTheta, c.MaxPositionEmbeddings, c.TieWordEmbeddings);
+            (float)c.RmsNormEps, (float)c.RopeTheta, c.MaxPositionEmbeddings, c.TieWordEmbeddings, c.RopeScaling);
 
     static IReadOnlyDictionary<string, Tensor> Parameters(LlamaModel model)
     {
@@ -74,4 +78,10 @@ public sealed class TokenizerCodec(Tokenizer tokenizer) : ITokenCodec
 
     /// <inheritdoc />
     public int UnkId => tokenizer.UnkId;
+
+    /// <inheritdoc />
+    public bool AddBos => tokenizer.AddBosToken && tokenizer.BosId >= 0;
+
+    /// <inheritdoc />
+    public GgufVocabulary Vocabulary => tokenizer.ToGgufVocabulary();
 }

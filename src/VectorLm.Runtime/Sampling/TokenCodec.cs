@@ -1,3 +1,5 @@
+using VectorLm.Tokenization;
+
 namespace VectorLm.Sampling;
 
 /// <summary>
@@ -27,6 +29,16 @@ public interface ITokenCodec
     /// <summary>End-of-sequence id.</summary>
     int EosId { get; }
 
-    /// <summary>Unknown-token id.</summary>
+    /// <summary>Unknown-token id (-1 for none).</summary>
     int UnkId { get; }
+
+    /// <summary>Whether prompts start with <see cref="BosId"/> (with <see cref="EngineOptions.AddBos"/> on).</summary>
+    bool AddBos => BosId >= 0;
+
+    /// <summary>
+    /// The vocabulary written into the llama.cpp model's metadata; by default a SentencePiece-style ("llama") one from
+    /// <see cref="Pieces"/>, <see cref="Scores"/> and <see cref="TokenTypes"/>.
+    /// </summary>
+    /// <exception cref="NotSupportedException">llama.cpp cannot express this tokenizer.</exception>
+    GgufVocabulary Vocabulary => new("llama", null, Pieces, Scores, TokenTypes, null, BosId, EosId, UnkId, -1, AddBos, AddSpacePrefix: false);
 }

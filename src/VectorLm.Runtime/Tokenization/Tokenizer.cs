@@ -6,10 +6,14 @@ using System.Text.Json.Serialization;
 namespace VectorLm.Tokenization;
 
 /// <summary>
-/// A SentencePiece-style ("llama" / SPM) vocabulary shared by the trainer and the llama.cpp engine, so both turn text
-/// into the same ids.
+/// The tokenizer shared by the trainer and the sampling engines, so both turn text into the same ids: either the SDK's
+/// own SentencePiece-style ("llama" / SPM) vocabulary, or a Hugging Face tokenizer read by <see cref="FromPretrained"/>.
 /// </summary>
 /// <remarks>
+/// <para>A Hugging Face tokenizer (<c>tokenizer.json</c>) encodes and decodes exactly as the <c>tokenizers</c> library:
+/// byte-level BPE (GPT-2, Llama 3, Qwen2 pre-tokenizers) or SentencePiece-style BPE with byte fallback (Llama 2,
+/// TinyLlama, Mistral); added tokens are matched atomically in text. The rest of these remarks is about the own
+/// vocabulary.</para>
 /// <para>Encoding follows llama.cpp's SPM tokenizer (<c>llm_tokenizer_spm</c>) with
 /// <c>tokenizer.ggml.add_space_prefix = false</c> and special tokens not parsed from text: every space becomes
 /// U+2581 '▁'; the text is split into UTF-8 characters; repeatedly the adjacent pair whose concatenation is a
@@ -39,6 +43,22 @@ public sealed class Tokenizer
     readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _idsBySpan;
     readonly int[] _byteIds = new int[ByteCount];
     readonly byte[]?[] _decoded; // UTF-8 bytes each id decodes to
+    readonly HfTokenizer? _hf;
+    readonly int _unkId = 0, _bosId = 1, _eosId = 2;
+
+    Tokenizer(HfTokenizer hf)
+    {
+        _hf = hf;
+        var (tokens, types) = hf.Entries();
+        _pieces = tokens;
+        _scores = new float[tokens.Length];
+        _types = types;
+        _ids = new Dictionary<string, int>(tokens.Length, StringComparer.Ordinal);
+        for (int i = 0; i < tokens.Length; i++) _ids.TryAdd(tokens[i], i);
+        _idsBySpan = _ids.GetAlternateLookup<ReadOnlySpan<char>>();
+        _decoded = tokens.Select(t => Encoding.UTF8.GetBytes(t)).ToArray();
+        (_unkId, _bosId, _eosId) = (hf.UnkId, hf.BosId, hf.EosId);
+    }
 
     Tokenizer(string[] pieces, float[] scores, TokenType[] types)
     {
@@ -79,25 +99,63 @@ public sealed class Tokenizer
             throw new InvalidDataException($"tokenizer entry {id} is '{pieces[id]}' of type {types[id]}; expected '{piece}' of type {type}");
     }
 
-    /// <summary>Id of <c>&lt;unk&gt;</c>.</summary>
-    public int UnkId => 0;
-    /// <summary>Id of <c>&lt;s&gt;</c>, the beginning-of-sequence token.</summary>
-    public int BosId => 1;
-    /// <summary>Id of <c>&lt;/s&gt;</c>, the end-of-sequence token.</summary>
-    public int EosId => 2;
+    /// <summary>Id of the unknown token (<c>&lt;unk&gt;</c>); -1 when the tokenizer has none (byte-level BPE).</summary>
+    public int UnkId => _unkId;
+    /// <summary>Id of the beginning-of-sequence token (<c>&lt;s&gt;</c>); -1 when the tokenizer has none (Qwen2).</summary>
+    public int BosId => _bosId;
+    /// <summary>Id of the end-of-sequence token (<c>&lt;/s&gt;</c>); -1 when the tokenizer config names none.</summary>
+    public int EosId => _eosId;
+    /// <summary>Id of the padding token; -1 when none is named.</summary>
+    public int PadId => _hf?.PadId ?? -1;
+    /// <summary>
+    /// Whether prompts start with <see cref="BosId"/>: always for the own vocabulary; for a Hugging Face tokenizer
+    /// <c>add_bos_token</c> of <c>tokenizer_config.json</c>, else whether its post-processor template starts with BOS.
+    /// </summary>
+    public bool AddBosToken => _hf?.AddBos ?? true;
+    /// <summary>Whether a Hugging Face tokenizer's config appends EOS to encoded text (<c>add_eos_token</c>); false for the own vocabulary.</summary>
+    public bool AddEosToken => _hf?.AddEos ?? false;
+    /// <summary>The folder a Hugging Face tokenizer was read from; null for the own vocabulary.</summary>
+    public string? PretrainedFolder => _hf?.Folder;
 
     /// <summary>Number of entries; the model's <c>vocab_size</c> must be at least this.</summary>
     public int VocabSize => _pieces.Length;
 
-    /// <summary>Piece text per id, spaces escaped as '▁' (GGUF <c>tokenizer.ggml.tokens</c>).</summary>
+    /// <summary>
+    /// Piece text per id (GGUF <c>tokenizer.ggml.tokens</c>): spaces escaped as '▁' in the own vocabulary and in
+    /// SentencePiece-style Hugging Face tokenizers, bytes mapped to GPT-2's characters ('Ġ' for a space) in byte-level ones.
+    /// </summary>
     public IReadOnlyList<string> Pieces => _pieces;
-    /// <summary>Score per id (GGUF <c>tokenizer.ggml.scores</c>); higher merges first.</summary>
+    /// <summary>Score per id (GGUF <c>tokenizer.ggml.scores</c>); higher merges first. All 0 for a Hugging Face tokenizer, which merges by rank.</summary>
     public IReadOnlyList<float> Scores => _scores;
     /// <summary>Type per id (GGUF <c>tokenizer.ggml.token_type</c>).</summary>
     public IReadOnlyList<TokenType> Types => _types;
 
-    /// <summary>Whether a space prefix is added before tokenizing: always false (GGUF <c>tokenizer.ggml.add_space_prefix</c>).</summary>
+    /// <summary>Whether the own vocabulary adds a space prefix before tokenizing: always false (GGUF <c>tokenizer.ggml.add_space_prefix</c>).</summary>
     public bool AddSpacePrefix => false;
+
+    /// <summary>
+    /// Reads a Hugging Face tokenizer folder: <c>tokenizer.json</c> (BPE model; normalizers Sequence, Prepend,
+    /// Replace, NFC/NFKC/NFD/NFKD, Lowercase; pre-tokenizers Sequence, Split, ByteLevel, Metaspace; decoders ByteLevel,
+    /// Replace, ByteFallback, Fuse, Strip, Metaspace) plus, where present, <c>tokenizer_config.json</c> and
+    /// <c>special_tokens_map.json</c> for BOS/EOS/PAD and <c>add_bos_token</c>.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The folder has no <c>tokenizer.json</c>.</exception>
+    /// <exception cref="InvalidDataException">A part this tokenizer does not implement, or a bad value; the message names the file and field.</exception>
+    public static Tokenizer FromPretrained(string folder)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"{folder}: no such folder");
+        return new Tokenizer(HfTokenizer.Load(folder));
+    }
+
+    /// <summary>
+    /// The vocabulary as llama.cpp reads it from GGUF metadata: the own vocabulary and SentencePiece-style Hugging Face
+    /// tokenizers as "llama", byte-level ones as "gpt2" with their merges and llama.cpp's pre-tokenizer name.
+    /// </summary>
+    /// <exception cref="NotSupportedException">llama.cpp has no tokenizer that encodes like this one (the message says why and names the torch engine).</exception>
+    public GgufVocabulary ToGgufVocabulary() => _hf?.ToGguf()
+        ?? new GgufVocabulary("llama", null, _pieces, _scores, _types.Select(t => (int)t).ToArray(), null, BosId, EosId, UnkId, -1,
+            AddBos: true, AddSpacePrefix: false);
 
     /// <summary>The embedded default: the 259-entry byte-level vocabulary, no merges.</summary>
     public static Tokenizer ByteLevel()
@@ -253,13 +311,17 @@ public sealed class Tokenizer
     /// <param name="text">Any string.</param>
     /// <param name="addBos">Prepend <see cref="BosId"/>.</param>
     /// <param name="addEos">Append <see cref="EosId"/>.</param>
+    /// <remarks>A Hugging Face tokenizer encodes as <c>tokenizers</c>' <c>encode(text, add_special_tokens=False)</c>:
+    /// added tokens written in the text (such as "&lt;|eot_id|&gt;") are matched as those tokens.</remarks>
+    /// <exception cref="InvalidOperationException">BOS or EOS asked for and the tokenizer has none.</exception>
     public int[] Encode(string text, bool addBos = false, bool addEos = false)
     {
         ArgumentNullException.ThrowIfNull(text);
         var output = new List<int>(text.Length + 2);
-        if (addBos) output.Add(BosId);
-        EncodeInto(Escape(text), output);
-        if (addEos) output.Add(EosId);
+        if (addBos) output.Add(BosId >= 0 ? BosId : throw new InvalidOperationException("This tokenizer has no BOS token (tokenizer_config.json names none)."));
+        if (_hf is not null) _hf.Encode(text, output);
+        else EncodeInto(Escape(text), output);
+        if (addEos) output.Add(EosId >= 0 ? EosId : throw new InvalidOperationException("This tokenizer has no EOS token (tokenizer_config.json names none)."));
         return output.ToArray();
     }
 
@@ -341,9 +403,12 @@ public sealed class Tokenizer
     /// (always, in the byte-level vocabulary) its raw pieces show '▁'; decoding the ids here gives the spaces back.
     /// A literal '▁' in the input comes back as a space (as with any SentencePiece vocabulary).
     /// </remarks>
+    /// <remarks>A Hugging Face tokenizer decodes as <c>tokenizers</c>' <c>decode(ids, skip_special_tokens=True)</c>
+    /// (ids outside its vocabulary, such as a model's padding rows, are skipped there too).</remarks>
     public string Decode(IEnumerable<int> ids)
     {
         ArgumentNullException.ThrowIfNull(ids);
+        if (_hf is not null) return _hf.Decode(ids, skipSpecialTokens: true);
         var bytes = new List<byte>();
         foreach (int id in ids) bytes.AddRange(PieceBytes(id));
         return Encoding.UTF8.GetString(bytes.ToArray()).Replace(SpaceMarker, ' ');
@@ -351,7 +416,8 @@ public sealed class Tokenizer
 
     /// <summary>
     /// The raw UTF-8 bytes of <paramref name="id"/> with '▁' still escaped: the piece text for normal tokens, one
-    /// byte for byte tokens, nothing for control and unknown tokens.
+    /// byte for byte tokens, nothing for control and unknown tokens. For a Hugging Face tokenizer: the UTF-8 of the
+    /// token text as it stands in tokenizer.json.
     /// </summary>
     public ReadOnlySpan<byte> PieceBytes(int id)
     {
@@ -379,9 +445,22 @@ public sealed class Tokenizer
 
     const string FormatName = "vectorlm-tokenizer";
 
+    /// <summary>
+    /// Text of <paramref name="ids"/> as <c>tokenizers</c>' <c>decode(ids, skip_special_tokens)</c>; for the own
+    /// vocabulary the same as <see cref="Decode(IEnumerable{int})"/> whatever <paramref name="skipSpecialTokens"/> says.
+    /// </summary>
+    public string Decode(IEnumerable<int> ids, bool skipSpecialTokens)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        return _hf is not null ? _hf.Decode(ids, skipSpecialTokens) : Decode(ids);
+    }
+
     /// <summary>Writes the vocabulary as JSON to <paramref name="path"/> (atomically: temporary file, then rename).</summary>
+    /// <exception cref="InvalidOperationException">A Hugging Face tokenizer: use <see cref="SavePretrained"/>.</exception>
     public void Save(string path)
     {
+        if (_hf is not null)
+            throw new InvalidOperationException("A Hugging Face tokenizer is saved as its files: call SavePretrained(folder).");
         var model = new FileModel
         {
             Format = FormatName, Version = 1, Model = "llama", AddSpacePrefix = false,
@@ -393,6 +472,25 @@ public sealed class Tokenizer
         string tmp = full + ".tmp";
         File.WriteAllText(tmp, JsonSerializer.Serialize(model));
         File.Move(tmp, full, overwrite: true);
+    }
+
+    /// <summary>
+    /// Copies a Hugging Face tokenizer's files (<c>tokenizer.json</c>, and <c>tokenizer_config.json</c> and
+    /// <c>special_tokens_map.json</c> where present) into <paramref name="folder"/>, next to a saved checkpoint.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The own vocabulary: use <see cref="Save"/>.</exception>
+    public void SavePretrained(string folder)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        if (_hf is null) throw new InvalidOperationException("The own vocabulary is saved with Save(path).");
+        Directory.CreateDirectory(folder);
+        foreach (string name in new[] { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json" })
+        {
+            string source = Path.Combine(_hf.Folder, name), target = Path.Combine(folder, name);
+            if (!File.Exists(source) || Path.GetFullPath(source) == Path.GetFullPath(target)) continue;
+            File.Copy(source, target + ".tmp", overwrite: true);
+            File.Move(target + ".tmp", target, overwrite: true);
+        }
     }
 
     /// <summary>Reads a vocabulary written by <see cref="Save"/>.</summary>

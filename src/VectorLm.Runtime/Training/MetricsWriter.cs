@@ -46,6 +46,20 @@ public sealed class MetricsWriter : IDisposable
         _writer.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
     }
 
+    /// <summary>Writes one line of named values (non-finite ones as null), e.g. <c>GrpoMetrics.ToPairs(step)</c>.</summary>
+    public void Write(IEnumerable<KeyValuePair<string, double>> values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            foreach (var (name, value) in values) WriteFinite(json, name, value);
+            json.WriteEndObject();
+        }
+        _writer.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+    }
+
     static void WriteFinite(Utf8JsonWriter json, string name, double value)
     {
         if (double.IsFinite(value)) json.WriteNumber(name, value);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TorchSharp;
@@ -44,14 +45,19 @@ public sealed record TrainerOptions
 /// optimizer step, zero gradients. Temporaries live in a dispose scope, so memory stays flat.</para>
 /// <para>Checkpoint layout under a root folder: <c>step-NNNNNNNN/</c> holding <c>config.json</c>,
 /// <c>model.safetensors</c> (with a LoRA adapter instead: <c>adapter_config.json</c> and
-/// <c>adapter_model.safetensors</c>, the frozen base is not stored), <c>optimizer.bin</c> (TorchSharp optimizer state) and <c>trainer_state.json</c> (step,
-/// data position, shuffle seed, torch CPU RNG state), plus a <c>latest</c> file naming the newest. A checkpoint is
-/// written under <c>.tmp</c> and renamed when complete, then <c>latest</c> is replaced by rename, so a failure at any
-/// point leaves the previous checkpoint and pointer intact.</para>
+/// <c>adapter_model.safetensors</c>; the frozen base is not stored), <c>optimizer.bin</c> (TorchSharp optimizer state) and <c>trainer_state.json</c> (step,
+/// data position, shuffle seed, every rank's torch CPU RNG state, the size of each file), plus a <c>latest</c> file
+/// naming the newest. A checkpoint is written under <c>.tmp</c>, flushed to the disk (files, then the folder), renamed
+/// when complete, and <c>latest</c> is replaced the same way, so a crash or power loss at any point leaves the previous
+/// checkpoint and pointer intact; <see cref="Resume"/> skips a checkpoint that is incomplete anyway and takes the
+/// previous complete one.</para>
+/// <para>Under a distributed trainer <see cref="SaveCheckpoint"/> and <see cref="Resume"/> are collectives: rank 0
+/// writes (the ranks hold identical weights and optimizer state) while the others wait, and every rank gets the same
+/// folder or the same error; on resume rank 0 picks the checkpoint and every rank reads it.</para>
 /// </remarks>
 public sealed class Trainer : IDisposable
 {
-    const string LatestFile = "latest", StateFile = "trainer_state.json", OptimizerFile = "optimizer.bin";
+    const string OptimizerFile = "optimizer.bin";
 
     readonly List<Parameter> _parameters;
 
@@ -70,7 +76,15 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Test hook: called with the partial checkpoint folder after the model is written.</summary>
     internal static Action<string>? AfterModelWritten;
+    /// <summary>Test hook: called with the finished checkpoint folder before <c>latest</c> points at it.</summary>
+    internal static Action<string>? AfterFolderRenamed;
 
+    /// <summary>
+    /// A trainer for <paramref name="model"/> on <paramref name="data"/>. Under a distributed trainer this is a
+    /// collective: the optimizer's creation overwrites every rank's parameters with rank 0's
+    /// (<see cref="Optimizers.AdamW"/>), before any forward.
+    /// </summary>
+    [Collective]
     public Trainer(LlamaModel model, ShardedDataLoader data, TrainerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -110,32 +124,60 @@ public sealed class Trainer : IDisposable
             lossTensor.backward();
             // Under a distributed trainer: average over ranks first, so clipping sees what DDP would clip.
             CollectiveInterceptors.AverageGradients(Optimizer);
-            norm = Options.GradClip > 0
-                ? nn.utils.clip_grad_norm_(_parameters, Options.GradClip)
-                : double.NaN;
+            // The norm stays on the device until the loss is read: one host synchronisation per step.
+            Tensor? normTensor = Options.GradClip <= 0 ? null
+                : Optimizer is FlatAdamW flat ? flat.ClipGradNorm(Options.GradClip)
+                : tensor(nn.utils.clip_grad_norm_(_parameters, Options.GradClip));
             CollectiveInterceptors.OptimizerStep(Optimizer, null);
             Optimizer.zero_grad();
             loss = lossTensor.item<float>();
+            norm = normTensor is null ? double.NaN : normTensor.ToDouble();
         }
         StepCount++;
         return new StepMetrics(StepCount, loss, lr, norm, batch.TokenCount, Stopwatch.GetElapsedTime(start).TotalSeconds);
     }
 
-    static string StepFolderName(int step) => $"step-{step:D8}";
-
     /// <summary>
-    /// Writes a checkpoint of the current step under <paramref name="root"/> and returns its folder. Atomic: the
-    /// previous checkpoint and <c>latest</c> pointer survive any failure.
+    /// Writes a checkpoint of the current step under <paramref name="root"/> and returns its folder. Atomic and
+    /// durable: the previous checkpoint and <c>latest</c> pointer survive any failure, crash or power loss. Under a
+    /// distributed trainer every rank calls it (a collective): rank 0 writes, the others wait and get the same folder.
     /// </summary>
-    /// <exception cref="IOException">The folder cannot be written; the message names it.</exception>
+    /// <exception cref="IOException">The folder cannot be written; the message names it (on every rank).</exception>
+    [Collective]
     public string SaveCheckpoint(string root)
     {
         ArgumentNullException.ThrowIfNull(root);
-        string final = Path.Combine(root, StepFolderName(StepCount));
+        string myRng;
+        using (var rng = torch.random.get_rng_state()) myRng = Convert.ToBase64String(rng.bytes);
+        var ctx = TrainerContextScope.Current;
+        if (ctx is not { WorldSize: > 1 }) return WriteCheckpoint(root, [myRng]);
+
+        var rngStates = ctx.AllGather(myRng);
+        SaveOutcome? mine = null;
+        Exception? failure = null;
+        if (ctx.IsMainRank)
+        {
+            try { mine = new SaveOutcome(WriteCheckpoint(root, rngStates), null); }
+            catch (Exception e) { (failure, mine) = (e, new SaveOutcome(null, e.Message)); }
+        }
+        var outcome = ctx.Broadcast(mine)!; // one call site on every rank, success or not
+        if (failure is not null) ExceptionDispatchInfo.Capture(failure).Throw();
+        return outcome.Folder ?? throw new IOException($"rank 0 could not write the checkpoint: {outcome.Error}");
+    }
+
+    sealed record SaveOutcome(string? Folder, string? Error);
+
+    string WriteCheckpoint(string root, IReadOnlyList<string> rngStates)
+    {
+        string final = Path.Combine(root, CheckpointLayout.FolderName(StepCount));
         string tmp = final + ".tmp";
         try
         {
-            Directory.CreateDirectory(root);
+            if (!Directory.Exists(root))
+            {
+                Directory.CreateDirectory(root);
+                DurableFiles.Sync(Path.GetDirectoryName(Path.GetFullPath(root))!);
+            }
             if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true); // left by an earlier crash
             Directory.CreateDirectory(tmp);
             // With a LoRA adapter the base is frozen: the checkpoint holds the adapter (PEFT layout), not the base.
@@ -143,30 +185,29 @@ public sealed class Trainer : IDisposable
             else Model.SaveTo(tmp);
             AfterModelWritten?.Invoke(tmp);
             Optimizer.save_state_dict(Path.Combine(tmp, OptimizerFile));
-            using (var rng = torch.random.get_rng_state())
+            // Written last, with the size of every other file: its presence and those sizes make the checkpoint complete.
+            var state = new JsonObject
             {
-                var state = new JsonObject
-                {
-                    ["step"] = StepCount,
-                    ["epoch"] = Data.Position.Epoch,
-                    ["batch_in_epoch"] = Data.Position.BatchInEpoch,
-                    ["data_seed"] = Data.Seed,
-                    ["world_size"] = Data.WorldSize,
-                    ["rank"] = Data.Rank,
-                    ["batch_size"] = Data.BatchSize,
-                    ["torch_rng_state"] = Convert.ToBase64String(rng.bytes),
-                };
-                File.WriteAllText(Path.Combine(tmp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            }
+                ["step"] = StepCount,
+                ["epoch"] = Data.Position.Epoch,
+                ["batch_in_epoch"] = Data.Position.BatchInEpoch,
+                ["data_seed"] = Data.Seed,
+                ["world_size"] = Data.WorldSize,
+                ["batch_size"] = Data.BatchSize,
+                ["torch_rng_states"] = new JsonArray(rngStates.Select(r => (JsonNode?)r).ToArray()),
+                ["files"] = CheckpointLayout.FileSizes(tmp),
+            };
+            File.WriteAllText(Path.Combine(tmp, CheckpointLayout.StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            DurableFiles.SyncTree(tmp);
             // Re-saving the same step: move the old copy aside first, so some complete copy always exists.
             string replaced = final + ".old";
             if (Directory.Exists(replaced)) Directory.Delete(replaced, recursive: true);
             if (Directory.Exists(final)) Directory.Move(final, replaced);
             Directory.Move(tmp, final);
+            DurableFiles.Sync(root);
+            AfterFolderRenamed?.Invoke(final);
+            DurableFiles.WriteAllText(Path.Combine(root, CheckpointLayout.LatestFile), CheckpointLayout.FolderName(StepCount));
             TryDelete(replaced);
-            string latest = Path.Combine(root, LatestFile);
-            File.WriteAllText(latest + ".tmp", StepFolderName(StepCount));
-            File.Move(latest + ".tmp", latest, overwrite: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -178,7 +219,8 @@ public sealed class Trainer : IDisposable
             TryDelete(tmp);
             throw;
         }
-        PruneOld(root);
+        if (Options.KeepCheckpoints > 0)
+            foreach (var old in CheckpointLayout.BeyondNewest(root, Options.KeepCheckpoints)) TryDelete(old);
         return final;
     }
 
@@ -191,36 +233,36 @@ public sealed class Trainer : IDisposable
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
-    void PruneOld(string root)
-    {
-        if (Options.KeepCheckpoints <= 0) return;
-        var steps = Directory.GetDirectories(root, "step-*")
-            .Select(Path.GetFileName)
-            .Where(n => n is not null && !n.EndsWith(".tmp", StringComparison.Ordinal) && !n.EndsWith(".old", StringComparison.Ordinal))
-            .Order(StringComparer.Ordinal)
-            .ToList();
-        foreach (var old in steps.Take(Math.Max(0, steps.Count - Options.KeepCheckpoints))) TryDelete(Path.Combine(root, old!));
-    }
-
-    /// <summary>The newest complete checkpoint folder under <paramref name="root"/>, or null.</summary>
+    /// <summary>
+    /// The checkpoint under <paramref name="root"/> that <see cref="Resume"/> would load: the one <c>latest</c> names
+    /// when it is complete, else the newest complete one; null when there is none.
+    /// </summary>
+    /// <exception cref="InvalidDataException"><c>latest</c> names something other than a checkpoint folder of this root.</exception>
     public static string? LatestCheckpoint(string root)
     {
-        string latest = Path.Combine(root, LatestFile);
-        if (!File.Exists(latest)) return null;
-        string folder = Path.Combine(root, File.ReadAllText(latest).Trim());
-        return Directory.Exists(folder) ? folder
-            : throw new InvalidDataException($"{latest} names '{folder}', which does not exist");
+        ArgumentNullException.ThrowIfNull(root);
+        return CheckpointLayout.NewestComplete(root);
     }
 
     /// <summary>
-    /// Restores model, optimizer, step, data position and RNG from the newest checkpoint under
-    /// <paramref name="root"/>; returns false (changing nothing) when there is none.
+    /// Restores model, optimizer, step, data position and this rank's RNG from the newest complete checkpoint under
+    /// <paramref name="root"/> (an incomplete newer one is skipped, with a warning on standard error); returns false,
+    /// changing nothing, when there is none. Under a distributed trainer every rank calls it (a collective): rank 0
+    /// picks the checkpoint and every rank loads that one.
     /// </summary>
+    [Collective]
     public bool Resume(string root)
     {
-        string? folder = LatestCheckpoint(root);
+        ArgumentNullException.ThrowIfNull(root);
+        var ctx = TrainerContextScope.Current;
+        string? folder = null;
+        if (ctx is not { WorldSize: > 1 } || ctx.IsMainRank)
+            folder = CheckpointLayout.NewestComplete(root,
+                (skipped, why) => Console.Error.WriteLine($"warning: checkpoint {skipped} is incomplete ({why}); skipping it"));
+        if (ctx is { WorldSize: > 1 }) folder = ctx.Broadcast(folder);
         if (folder is null) return false;
-        var state = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, StateFile)))!.AsObject();
+
+        var state = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, CheckpointLayout.StateFile)))!.AsObject();
         int worldSize = state["world_size"]!.GetValue<int>(), batchSize = state["batch_size"]!.GetValue<int>();
         long seed = state["data_seed"]!.GetValue<long>();
         if (worldSize != Data.WorldSize || batchSize != Data.BatchSize || seed != Data.Seed)
@@ -241,9 +283,11 @@ public sealed class Trainer : IDisposable
         Optimizer.load_state_dict(Path.Combine(folder, OptimizerFile));
         StepCount = state["step"]!.GetValue<int>();
         Data.Seek(new DataPosition(state["epoch"]!.GetValue<int>(), state["batch_in_epoch"]!.GetValue<int>()));
-        byte[] rng = Convert.FromBase64String(state["torch_rng_state"]!.GetValue<string>());
+        var rngStates = state["torch_rng_states"]!.AsArray();
+        byte[] rng = Convert.FromBase64String(rngStates[Data.Rank]!.GetValue<string>());
         using var rngTensor = tensor(rng, ScalarType.Byte);
         torch.random.set_rng_state(rngTensor);
+        ctx?.NotifyWeightsChanged();
         return true;
     }
 

@@ -17,6 +17,33 @@ internal static partial class CudaDriver
     [LibraryImport(Lib)] private static partial int cuCtxSetCurrent(nint context);
     [LibraryImport(Lib)] private static partial int cuCtxSynchronize();
     [LibraryImport(Lib)] private static partial int cuGetErrorString(int error, out nint text);
+    [LibraryImport(Lib)] private static partial int cuEventCreate(out nint ev, uint flags);
+    [LibraryImport(Lib)] private static partial int cuEventRecord(nint ev, nint stream);
+    [LibraryImport(Lib)] private static partial int cuEventQuery(nint ev);
+    [LibraryImport(Lib, EntryPoint = "cuEventDestroy_v2")] private static partial int cuEventDestroy(nint ev);
+
+    const uint EventDisableTiming = 0x2;
+    const int ErrorNotReady = 600;
+
+    /// <summary>An event recorded on <paramref name="stream"/> now (0: the legacy default stream) of the current context.</summary>
+    public static nint RecordEvent(nint stream)
+    {
+        Check(cuEventCreate(out nint ev, EventDisableTiming), "cuEventCreate");
+        int r = cuEventRecord(ev, stream);
+        if (r != 0) { cuEventDestroy(ev); Check(r, "cuEventRecord"); }
+        return ev;
+    }
+
+    /// <summary>True once the work queued before <paramref name="ev"/> finished.</summary>
+    public static bool EventDone(nint ev)
+    {
+        int r = cuEventQuery(ev);
+        if (r == ErrorNotReady) return false;
+        Check(r, "cuEventQuery");
+        return true;
+    }
+
+    public static void DestroyEvent(nint ev) => cuEventDestroy(ev);
 
     /// <summary>The primary context of device <paramref name="ordinal"/> (retained for the process lifetime).</summary>
     public static nint PrimaryContext(int ordinal)

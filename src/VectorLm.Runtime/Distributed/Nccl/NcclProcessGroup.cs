@@ -4,15 +4,42 @@ using static TorchSharp.torch;
 namespace VectorLm.Distributed.Nccl;
 
 /// <summary>An owned <c>ncclComm_t</c>: destroyed normally, aborted after a failure (destroy could hang then).</summary>
-internal sealed class NcclCommunicator : IDisposable
+internal sealed class NcclCommunicator : IDisposable, NcclWatchdog.IDevice
 {
+    readonly nint _context;
     nint _comm;
 
-    public NcclCommunicator(nint comm) => _comm = comm;
+    public NcclCommunicator(nint comm, nint context)
+    {
+        _comm = comm;
+        _context = context;
+    }
 
-    public nint Handle => _comm != 0 ? _comm : throw new ObjectDisposedException(nameof(NcclCommunicator));
+    public nint Handle => _comm != 0 ? _comm : throw new ObjectDisposedException(nameof(NcclCommunicator), "the NCCL communicator was aborted or disposed");
 
     public bool Failed { get; set; }
+
+    public void AttachThread() => CudaDriver.MakeCurrent(_context);
+
+    public nint RecordCompletion() => CudaDriver.RecordEvent(0);
+
+    public bool IsComplete(nint marker) => CudaDriver.EventDone(marker);
+
+    public void Release(nint marker) => CudaDriver.DestroyEvent(marker);
+
+    public NcclResult AsyncError()
+    {
+        var comm = _comm;
+        if (comm == 0) return NcclResult.Success;
+        var r = NcclNative.ncclCommGetAsyncError(comm, out var async);
+        return r != NcclResult.Success ? r : async;
+    }
+
+    public void Abort()
+    {
+        Failed = true;
+        Dispose();
+    }
 
     public void Dispose()
     {
@@ -43,9 +70,11 @@ internal sealed class NcclProcessGroup : ProcessGroup
 {
     readonly TcpProcessGroup _control;
     readonly NcclCommunicator _comm;
+    readonly NcclWatchdog _watchdog;
     readonly nint _context;
     readonly int _device;
     readonly bool _desyncDebug;
+    CancellationToken _stop;
 
     NcclProcessGroup(TcpProcessGroup control, NcclCommunicator comm, nint context, int device, bool desyncDebug)
         : base(control.Rank, control.WorldSize, control.Timeout)
@@ -55,6 +84,21 @@ internal sealed class NcclProcessGroup : ProcessGroup
         _context = context;
         _device = device;
         _desyncDebug = desyncDebug;
+        _watchdog = new NcclWatchdog(comm, control.Timeout, () => control.DescribeAbsentPeers(), message => FailProcess(control.Rank, message));
+    }
+
+    /// <summary>How long a failed rank waits for its training thread to report the failure before it exits anyway.</summary>
+    internal static TimeSpan FailureExitGrace { get; set; } = TimeSpan.FromSeconds(5);
+
+    // After an abort the training thread may sit in a CUDA wait that now returns garbage, so the rank must not go on
+    // (PyTorch's async error handling tears the process down too): say why, give the thread a moment to throw the
+    // recorded error through the normal path, then exit.
+    static void FailProcess(int rank, string message)
+    {
+        Console.Error.WriteLine($"rank {rank}: error: {message}");
+        Console.Error.Flush();
+        Thread.Sleep(FailureExitGrace);
+        Environment.Exit(1);
     }
 
     public override string Backend => "nccl";
@@ -87,14 +131,46 @@ internal sealed class NcclProcessGroup : ProcessGroup
                     bytes.CopyTo(new Span<byte>(id.Internal, NcclUniqueId.Bytes));
                 }
             }
-            NcclNative.Check(NcclNative.ncclCommInitRank(out nint comm, worldSize, id, rank), "ncclCommInitRank");
-            return new NcclProcessGroup(control, new NcclCommunicator(comm), context, cudaDevice, desyncDebug);
+            nint comm = InitCommunicator(id, rank, worldSize, context, joinTimeout, control);
+            return new NcclProcessGroup(control, new NcclCommunicator(comm, context), context, cudaDevice, desyncDebug);
         }
         catch
         {
             control.Dispose();
             throw;
         }
+    }
+
+    public override void ObserveCancellation(CancellationToken token)
+    {
+        _stop = token;
+        _control.ObserveCancellation(token);
+        _watchdog.ObserveCancellation(token);
+    }
+
+    // ncclCommInitRank blocks until every rank joined; a rank that never comes would hang this one, so the call runs
+    // on its own thread and the caller gives up after the rendezvous timeout (the thread stays blocked; the process
+    // is about to exit with the error).
+    static nint InitCommunicator(NcclUniqueId id, int rank, int worldSize, nint context, TimeSpan timeout, TcpProcessGroup control)
+    {
+        nint comm = 0;
+        Exception? error = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                CudaDriver.MakeCurrent(context);
+                NcclNative.Check(NcclNative.ncclCommInitRank(out comm, worldSize, id, rank), "ncclCommInitRank");
+            }
+            catch (Exception e) { error = e; }
+        }) { IsBackground = true, Name = "vectorlm-nccl-init" };
+        thread.Start();
+        if (!thread.Join(timeout))
+            throw new CollectiveTimeoutException(
+                $"rank {rank}: the NCCL communicator did not form within {timeout.TotalSeconds:0.#} s (the rendezvous timeout). " +
+                control.DescribeAbsentPeers() + " NCCL_DEBUG=INFO shows where NCCL's own setup waits.");
+        if (error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(error).Throw();
+        return comm;
     }
 
     public override void Barrier(CallSite site)
@@ -106,15 +182,16 @@ internal sealed class NcclProcessGroup : ProcessGroup
     public override void AllReduce(Tensor tensor, ReduceOp op, CallSite site)
     {
         if (tensor.device_type != DeviceType.CUDA) { Sequence++; _control.AllReduce(tensor, op, site); return; }
-        var fp = Next(CollectiveKind.AllReduce, site, tensor, op);
         if (op == ReduceOp.Avg && !TensorMemory.IsFloating(tensor.dtype))
             throw new ArgumentException($"ReduceOp.Avg needs a floating-point tensor, not {TensorMemory.DTypeName(tensor.dtype)}", nameof(op));
         if (tensor.dtype == ScalarType.Bool && op is ReduceOp.Sum or ReduceOp.Avg)
             throw new ArgumentException("a bool tensor can only be all-reduced with Min or Max", nameof(op));
+        CheckDevice(tensor); // before the agreement: a bad argument must fail here, not after the others committed
+        var fp = Next(CollectiveKind.AllReduce, site, tensor, op);
         Agree(fp);
         if (tensor.numel() == 0) return; // every rank has the same (empty) shape; nothing to move
         var t = Staged(tensor);
-        Run(() => NcclNative.ncclAllReduce(TensorMemory.DataPointer(t), TensorMemory.DataPointer(t), (nuint)t.numel(), DataType(t.dtype), RedOp(op), _comm.Handle, 0), "ncclAllReduce");
+        Run(() => NcclNative.ncclAllReduce(TensorMemory.DataPointer(t), TensorMemory.DataPointer(t), (nuint)t.numel(), DataType(t.dtype), RedOp(op), _comm.Handle, 0), "ncclAllReduce", fp);
         Unstage(tensor, t);
     }
 
@@ -122,25 +199,28 @@ internal sealed class NcclProcessGroup : ProcessGroup
     {
         CheckRoot(root, "Broadcast");
         if (tensor.device_type != DeviceType.CUDA) { Sequence++; _control.Broadcast(tensor, root, site); return; }
-        Agree(Next(CollectiveKind.Broadcast, site, tensor, root: root));
+        CheckDevice(tensor);
+        var fp = Next(CollectiveKind.Broadcast, site, tensor, root: root);
+        Agree(fp);
         if (tensor.numel() == 0) return;
         var t = Staged(tensor);
-        Run(() => NcclNative.ncclBroadcast(TensorMemory.DataPointer(t), TensorMemory.DataPointer(t), (nuint)t.numel(), DataType(t.dtype), root, _comm.Handle, 0), "ncclBroadcast");
+        Run(() => NcclNative.ncclBroadcast(TensorMemory.DataPointer(t), TensorMemory.DataPointer(t), (nuint)t.numel(), DataType(t.dtype), root, _comm.Handle, 0), "ncclBroadcast", fp);
         Unstage(tensor, t);
     }
 
     public override Tensor AllGather(Tensor tensor, CallSite site)
     {
         if (tensor.device_type != DeviceType.CUDA) { Sequence++; return _control.AllGather(tensor, site); }
-        Agree(Next(CollectiveKind.AllGather, site, tensor));
         CheckDevice(tensor);
+        var fp = Next(CollectiveKind.AllGather, site, tensor);
+        Agree(fp);
         var input = tensor.is_contiguous() ? tensor : tensor.contiguous();
         var shape = new long[tensor.dim() + 1];
         shape[0] = WorldSize;
         tensor.shape.CopyTo(shape, 1);
         var output = torch.empty(shape, tensor.dtype, tensor.device);
         if (tensor.numel() == 0) return output;
-        Run(() => NcclNative.ncclAllGather(TensorMemory.DataPointer(input), TensorMemory.DataPointer(output), (nuint)input.numel(), DataType(input.dtype), _comm.Handle, 0), "ncclAllGather");
+        Run(() => NcclNative.ncclAllGather(TensorMemory.DataPointer(input), TensorMemory.DataPointer(output), (nuint)input.numel(), DataType(input.dtype), _comm.Handle, 0), "ncclAllGather", fp);
         if (!ReferenceEquals(input, tensor)) input.Dispose();
         return output;
     }
@@ -160,10 +240,17 @@ internal sealed class NcclProcessGroup : ProcessGroup
     /// <summary>Several collectives fused into one NCCL launch (<c>ncclGroupStart</c>/<c>ncclGroupEnd</c>).</summary>
     public void Group(Action collectives)
     {
+        ThrowIfUnusable();
         CudaDriver.MakeCurrent(_context);
         NcclNative.Check(NcclNative.ncclGroupStart(), "ncclGroupStart");
+        _inGroup = true;
         try { collectives(); }
-        finally { NcclNative.Check(NcclNative.ncclGroupEnd(), "ncclGroupEnd", _comm.Handle); }
+        finally
+        {
+            _inGroup = false;
+            NcclNative.Check(NcclNative.ncclGroupEnd(), "ncclGroupEnd", _comm.Handle);
+        }
+        _watchdog.Track($"a group of NCCL collectives ending at #{Sequence - 1} on rank {Rank} of {WorldSize}");
     }
 
     /// <summary>Waits until the device finished all queued work (for benchmarks and tests).</summary>
@@ -175,24 +262,35 @@ internal sealed class NcclProcessGroup : ProcessGroup
         NcclNative.Check(async, "an earlier NCCL collective (asynchronous error)", _comm.Handle);
     }
 
+    bool _inGroup;
+
     void Agree(Fingerprint fp)
     {
+        ThrowIfUnusable();
         if (_desyncDebug) _control.Agree(fp);
+    }
+
+    void ThrowIfUnusable()
+    {
+        if (_stop.IsCancellationRequested)
+            throw new OperationCanceledException($"rank {Rank}: the job was asked to stop; NCCL collectives no longer run", _stop);
+        _watchdog.ThrowIfFailed();
     }
 
     void CheckDevice(Tensor t)
     {
-        if (t.device_index != _device)
-            throw new ArgumentException($"this rank's NCCL communicator is on cuda:{_device}, but the tensor is on {t.device}", nameof(t));
+        if (DeviceProblem(t.device_type, t.device_index, _device) is { } problem) throw new ArgumentException(problem, nameof(t));
         if (t.dtype == ScalarType.Bool) return;
         DataType(t.dtype);
     }
 
-    Tensor Staged(Tensor tensor)
-    {
-        CheckDevice(tensor);
-        return tensor.is_contiguous() ? tensor : tensor.contiguous();
-    }
+    /// <summary>Why a tensor on <paramref name="type"/>:<paramref name="index"/> cannot go through a communicator on cuda:<paramref name="device"/>; null when it can.</summary>
+    internal static string? DeviceProblem(DeviceType type, long index, int device) =>
+        type == DeviceType.CUDA && index == device ? null
+            : $"this rank's NCCL communicator is on cuda:{device}, but the tensor is on {(type == DeviceType.CUDA ? $"cuda:{index}" : type.ToString().ToLowerInvariant())}; " +
+              "move it with .to(ctx.Device) first";
+
+    static Tensor Staged(Tensor tensor) => tensor.is_contiguous() ? tensor : tensor.contiguous();
 
     static void Unstage(Tensor tensor, Tensor staged)
     {
@@ -201,7 +299,7 @@ internal sealed class NcclProcessGroup : ProcessGroup
         staged.Dispose();
     }
 
-    void Run(Func<NcclResult> call, string name)
+    void Run(Func<NcclResult> call, string name, Fingerprint fp)
     {
         CudaDriver.MakeCurrent(_context);
         var result = call();
@@ -210,6 +308,8 @@ internal sealed class NcclProcessGroup : ProcessGroup
             _comm.Failed = true;
             NcclNative.Check(result, name, _comm.Handle);
         }
+        // Inside Group() the calls are only recorded; the group as a whole is timed when it is launched.
+        if (!_inGroup) _watchdog.Track($"collective #{fp.Sequence} ({fp.Describe()}) on rank {Rank} of {WorldSize}");
     }
 
     internal static NcclDataType DataType(ScalarType t) => t switch
@@ -236,6 +336,7 @@ internal sealed class NcclProcessGroup : ProcessGroup
 
     public override void Dispose()
     {
+        _watchdog.Dispose();
         _comm.Dispose();
         _control.Dispose();
     }

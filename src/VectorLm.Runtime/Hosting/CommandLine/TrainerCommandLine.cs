@@ -6,7 +6,7 @@ namespace VectorLm.Hosting.CommandLine;
 /// <summary>
 /// The command line of a generated <c>[DistributedTrainer]</c> entry point: the launch options every trainer accepts
 /// (<c>--world-size</c>, <c>--backend</c>, <c>--master-addr</c>, <c>--master-port</c>, <c>--nnodes</c>,
-/// <c>--node-rank</c>, <c>--seed</c>, <c>--threads</c>), <c>--config file.yaml</c>, and one option per
+/// <c>--node-rank</c>, <c>--seed</c>, <c>--threads</c>, <c>--precision</c>), <c>--config file.yaml</c>, and one option per
 /// <c>[Option]</c> property, added by the generated code with <see cref="AddOption{T}"/>.
 /// </summary>
 /// <remarks>
@@ -28,6 +28,7 @@ public sealed class TrainerCommandLine
     readonly Option<int> _nodeRank;
     readonly Option<int> _seed;
     readonly Option<int?> _threads;
+    readonly Option<string?> _precision;
     readonly Option<FileInfo?> _config;
 
     /// <summary>Creates the command line of the trainer <paramref name="trainerName"/>.</summary>
@@ -48,6 +49,15 @@ public sealed class TrainerCommandLine
         _nodeRank = Launch<int>("--node-rank", "This node's index in [0, nnodes).", defaults.NodeRank);
         _seed = Launch<int>("--seed", "Seed for torch and the data order (the same on every rank).", defaults.Seed);
         _threads = Launch<int?>("--threads", "Torch intra-op threads per rank (default: cores / ranks).", defaults.Threads);
+        _precision = Launch<string?>("--precision",
+            "Weights and compute: 32-true, tf32, bf16-mixed (f32 master weights, bf16 autocast) or bf16-true (default: bf16-mixed on CUDA, 32-true on the CPU).",
+            defaults.Precision);
+        _precision.HelpName = string.Join("|", Training.Precision.All.Select(p => p.Name));
+        _precision.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } value && !Training.Precision.All.Any(p => string.Equals(p.Name, value, StringComparison.OrdinalIgnoreCase)))
+                result.AddError($"Unknown --precision '{value}'; use one of {string.Join(", ", Training.Precision.All.Select(p => p.Name))}.");
+        });
         _config = new Option<FileInfo?>("--config")
         {
             Description = "YAML file of option values (keys are option names without dashes); the command line wins.",
@@ -161,6 +171,7 @@ public sealed class TrainerCommandLine
             NodeRank = parsed.GetValue(_nodeRank),
             Seed = parsed.GetValue(_seed),
             Threads = parsed.GetValue(_threads),
+            Precision = parsed.GetValue(_precision) is { } precision ? Training.Precision.Parse(precision).Name : null,
         };
     }
 
