@@ -379,4 +379,48 @@ public class LoraTests
         using (NewDisposeScope()) other.MergeAdapter();
         using (var logits = other.forward(ids)) Assert.True(logits.isfinite().all().item<bool>());
     }
+
+    // Qwen2-style q/k/v biases stay the base layer's (names unchanged, frozen), and merging keeps them.
+    [Fact]
+    public void Projections_with_biases_keep_them_under_an_adapter_and_after_merging()
+    {
+        using var m = LlamaModel.Create(Small with { ModelType = "qwen2", QkvBias = true }, seed: 9);
+        using (no_grad()) foreach (var (name, p) in m.named_parameters()) if (name.EndsWith(".bias", StringComparison.Ordinal)) p.normal_(0, 0.5);
+        using var ids = Ids();
+        using var before = m.forward(ids).detach();
+        var names = m.named_parameters().Select(p => p.name).ToList();
+        m.AddLora(new LoraConfig { R = 2, TargetModules = ["q_proj", "k_proj", "v_proj"] });
+        Assert.Contains("model.layers.0.self_attn.q_proj.bias", m.named_parameters().Select(p => p.name));
+        Assert.False(m.named_parameters().First(p => p.name == "model.layers.0.self_attn.q_proj.bias").parameter.requires_grad);
+        Assert.Equal(Bytes(before), Bytes(m.forward(ids)));
+        using (no_grad()) foreach (var w in m.AdapterWeights()) w.B.normal_(0, 0.1);
+        m.eval();
+        using var unmerged = m.forward(ids).detach();
+        m.MergeAdapter();
+        Assert.Equal(names.Order(), m.named_parameters().Select(p => p.name).Order()); // same names (slots re-register, so order may move)
+        using var merged = m.forward(ids).detach();
+        Assert.True((merged - unmerged).abs().max().item<float>() <= 1e-5f * unmerged.abs().max().item<float>());
+        Assert.True((merged - before).abs().max().item<float>() > 1e-3f, "the adapter should have changed the output");
+    }
+
+    // Module.to() replaces parameters: the adapter moves with the model, and merging puts the moved base back.
+    [Fact]
+    public void An_adapter_moves_with_the_model_and_merges_after_the_move()
+    {
+        using var m = LlamaModel.Create(Small with { ModelType = "qwen2", QkvBias = true }, seed: 10);
+        m.AddLora(new LoraConfig { R = 2 });
+        using (no_grad()) foreach (var w in m.AdapterWeights()) w.B.normal_(0, 0.1);
+        m.to(ScalarType.Float64);
+        m.eval();
+        Assert.All(m.AdapterWeights(), w => Assert.Equal(ScalarType.Float64, w.A.dtype));
+        using var ids = Ids();
+        using var unmerged = m.forward(ids).detach();
+        Assert.Equal(ScalarType.Float64, unmerged.dtype);
+        var names = m.named_parameters().Select(p => p.name).Where(n => !n.Contains(".lora_", StringComparison.Ordinal)).Order().ToList();
+        m.MergeAdapter();
+        Assert.Equal(names, m.named_parameters().Select(p => p.name).Order());
+        Assert.All(m.named_parameters(), p => Assert.Equal(ScalarType.Float64, p.parameter.dtype));
+        using var merged = m.forward(ids).detach();
+        Assert.True((merged - unmerged).abs().max().item<double>() <= 1e-9 * unmerged.abs().max().item<double>());
+    }
 }

@@ -18,7 +18,7 @@ public sealed partial class LlamaModel
     LoraState? _lora;
     long _baseRevision;
 
-    sealed record LoraSlot(string Module, ILoraHost Host, string Name, Linear Base, LoraLinear Layer);
+    sealed record LoraSlot(string Module, ILoraHost Host, string Name, LoraLinear Layer);
 
     sealed class LoraState(LoraConfig config, List<LoraSlot> slots, Dictionary<string, bool> trainableBefore)
     {
@@ -71,7 +71,7 @@ public sealed partial class LlamaModel
                     throw new InvalidOperationException($"{path}.{name} is not a plain linear layer; cannot add an adapter to it.");
                 var layer = new LoraLinear(linear, config, generator);
                 host.SetProjection(name, layer);
-                slots.Add(new LoraSlot($"{path}.{name}", host, name, linear, layer));
+                slots.Add(new LoraSlot($"{path}.{name}", host, name, layer));
             }
         }
         foreach (var (name, p) in named_parameters())
@@ -203,7 +203,7 @@ public sealed partial class LlamaModel
         foreach (var s in lora.Slots)
         {
             s.Layer.MergeIntoBase();
-            s.Host.SetProjection(s.Name, s.Layer.Restore(s.Base));
+            s.Host.SetProjection(s.Name, s.Layer.ToLinear());
             s.Layer.DisposeAdapter();
         }
         _lora = null;

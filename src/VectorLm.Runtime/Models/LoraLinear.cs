@@ -69,12 +69,16 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
         weight.add_(delta, alpha: Scale);
     }
 
-    /// <summary>Puts this module's current base parameters (after any device move) back into <paramref name="baseLayer"/>.</summary>
-    public Linear Restore(Linear baseLayer)
+    /// <summary>
+    /// A plain linear layer over this module's current base parameters. A new layer, not the wrapped one: after
+    /// Module.to() the wrapped layer's own parameters are gone, and its setters then fail.
+    /// </summary>
+    public Linear ToLinear()
     {
-        baseLayer.weight = weight;
-        if (bias is not null) baseLayer.bias = bias;
-        return baseLayer;
+        var layer = nn.Linear(weight.shape[1], weight.shape[0], hasBias: bias is not null, device: weight.device, dtype: weight.dtype);
+        layer.weight = weight;
+        if (bias is not null) layer.bias = bias;
+        return layer;
     }
 
     /// <summary>Frees the adapter's tensors; the base parameters belong to the wrapped layer and stay.</summary>
