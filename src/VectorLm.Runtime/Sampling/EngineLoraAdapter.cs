@@ -64,7 +64,9 @@ internal sealed unsafe class EngineLoraAdapter : IDisposable
         }
 
         string path = Path.Combine(StagingDirectory, $"vectorlm-lora-{Environment.ProcessId}-{Guid.NewGuid():N}.gguf");
-        long largest = bases.Max(b => Math.Max(b.W.A.numel(), b.W.B.numel())) * sizeof(float);
+        // The engine's weight type: an f16 engine gets an f16 adapter (half the bytes per sync; llama.cpp multiplies it with f32 activations).
+        var type = model.WeightType;
+        long largest = bases.Max(b => Math.Max(b.W.A.numel(), b.W.B.numel())) * GgmlNative.ElementSize(type);
         var zeros = NativeMemory.AllocZeroed((nuint)largest);
         IntPtr handle;
         try
@@ -78,8 +80,8 @@ internal sealed unsafe class EngineLoraAdapter : IDisposable
                 foreach (var (w, b) in bases)
                 {
                     string a = b.Name + ".lora_a", bName = b.Name + ".lora_b";
-                    gguf.AddTensor(GgmlTensorStruct.Describe(a, GgmlType.F32, [w.A.shape[1], rank], (IntPtr)zeros), a);
-                    gguf.AddTensor(GgmlTensorStruct.Describe(bName, GgmlType.F32, [rank, w.B.shape[0]], (IntPtr)zeros), bName);
+                    gguf.AddTensor(GgmlTensorStruct.Describe(a, type, [w.A.shape[1], rank], (IntPtr)zeros), a);
+                    gguf.AddTensor(GgmlTensorStruct.Describe(bName, type, [rank, w.B.shape[0]], (IntPtr)zeros), bName);
                 }
                 if (!GgufNative.WriteToFile(gguf.Context, path, onlyMetadata: false))
                     throw new IOException($"Could not write the adapter GGUF to '{path}'.");
@@ -100,8 +102,8 @@ internal sealed unsafe class EngineLoraAdapter : IDisposable
             {
                 var (w, b) = bases[i];
                 var (a, bt) = LlamaNative.AdapterLoraWeight(handle, b.Tensor);
-                Check(a, b.Name + ".lora_a", [w.A.shape[1], rank]);
-                Check(bt, b.Name + ".lora_b", [rank, w.B.shape[0]]);
+                Check(a, b.Name + ".lora_a", [w.A.shape[1], rank], type);
+                Check(bt, b.Name + ".lora_b", [rank, w.B.shape[0]], type);
                 targets[i] = new Target(w.Module, b.Name, a, bt, b.Source.PermuteHeads);
             }
         }
@@ -115,14 +117,14 @@ internal sealed unsafe class EngineLoraAdapter : IDisposable
         return adapter;
     }
 
-    static void Check(IntPtr tensor, string name, long[] ne)
+    static void Check(IntPtr tensor, string name, long[] ne, GgmlType type)
     {
         if (tensor == IntPtr.Zero)
             throw new InvalidOperationException($"llama.cpp's adapter has no tensor '{name}' (llama_adapter_lora::get_weight returned none).");
         var dims = GgmlNative.Dimensions(tensor);
-        if (GgmlNative.Name(tensor) != name || dims[0] != ne[0] || dims[1] != ne[1] || GgmlNative.Type(tensor) != GgmlType.F32)
+        if (GgmlNative.Name(tensor) != name || dims[0] != ne[0] || dims[1] != ne[1] || GgmlNative.Type(tensor) != type)
             throw new InvalidOperationException($"llama.cpp's adapter tensor for '{name}' is '{GgmlNative.Name(tensor)}' of ne [{dims[0]}, {dims[1]}]; " +
-                $"expected ne [{ne[0]}, {ne[1]}], F32. This llama.cpp build lays adapters out differently from 815a2a59.");
+                $"expected ne [{ne[0]}, {ne[1]}], {type}. This llama.cpp build lays adapters out differently from 815a2a59.");
     }
 
     /// <summary>Overwrites the adapter's tensors with <paramref name="weights"/> (B's q/k rows permuted as the base's are). Returns the bytes written.</summary>
