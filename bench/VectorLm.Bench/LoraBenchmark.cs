@@ -42,7 +42,7 @@ public sealed class LoraBenchmark : IBenchmark
         foreach (var type in new[] { EngineWeightType.F16, EngineWeightType.F32 })
         {
             var options = new EngineOptions { WeightType = type, ContextLength = 64, MaxSequences = 2, BatchTokens = 64, Threads = threads, ParityCheck = ParityCheckMode.Never };
-            using var loraEngine = ctx.CreateSampler(model, tokenizer, options);
+            using var loraEngine = (LlamaSamplingEngine)ctx.CreateSampler(model, tokenizer, options with { Backend = SamplingBackend.LlamaCpp });
             // The same base as full fine-tuning sees it: every weight is copied on each sync.
             using var fullEngine = LlamaSamplingEngine.Create(ctx, SamplerExtensions.Architecture(config), () => baseParameters,
                 new TokenizerCodec(tokenizer), referenceForward: null, options);

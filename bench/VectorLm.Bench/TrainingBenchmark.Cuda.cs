@@ -190,9 +190,6 @@ public sealed partial class TrainingBenchmark
             using var model = LlamaModel.Create(config, ctx.Device, seed: 1);
             var loader = RandomTokens(config, batch, sequence, CudaWarmup + steps, ctx.Device, ctx.Rank, ctx.WorldSize);
             using var trainer = new Trainer(model, loader, new TrainerOptions { LearningRate = 1e-4, WarmupSteps = 2, TotalSteps = 1000 });
-            // The gradient reducer's buffers are made on first use; in main they are not yet detached from the
-            // DisposeScope that Trainer.Step opens (being fixed on the rel-lifetimes branch), so make them here, outside one.
-            CollectiveInterceptors.AverageGradients(trainer.Optimizer);
             var losses = new List<double>();
             for (int i = 0; i < CudaWarmup; i++) losses.Add(trainer.Step().Loss);
             var stepMs = new List<double>();

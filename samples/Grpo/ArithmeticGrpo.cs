@@ -25,7 +25,7 @@ namespace VectorLm.Samples;
 public partial class ArithmeticGrpo
 {
     /// <summary>GRPO steps (one rollout and one optimizer step each).</summary>
-    [Option] public int Steps { get; init; } = 300;
+    [Option] public int Steps { get; init; } = 400;
 
     /// <summary>Completions sampled per prompt (TRL num_generations).</summary>
     [Option] public int GroupSize { get; init; } = 16;
@@ -67,7 +67,10 @@ public partial class ArithmeticGrpo
     [Option] public int EvalPrompts { get; init; } = 40;
 
     /// <summary>Evaluate every this many GRPO steps (and after the last).</summary>
-    [Option] public int EvalEvery { get; init; } = 30;
+    [Option] public int EvalEvery { get; init; } = 40;
+
+    /// <summary>Seed of the prompt order and of the engine's sampling streams (the same on every rank).</summary>
+    [Option] public int DataSeed { get; init; } = 7;
 
     /// <summary>JSONL of per-step metrics (rank 0); empty for none.</summary>
     [Option] public string MetricsFile { get; init; } = "";
@@ -118,7 +121,7 @@ public partial class ArithmeticGrpo
         progress.WriteLine($"step    0  held-out accuracy {accuracy:P0} ({evalPrompts.Count} additions, greedy)");
         RecordEval(metrics, history, 0, accuracy);
 
-        var shuffle = new Random(7); // the same prompts on every rank
+        var shuffle = new Random(DataSeed); // the same prompts on every rank
         for (int step = 1; step <= Steps; step++)
         {
             var prompts = Enumerable.Range(0, PromptsPerStep).Select(_ => all[shuffle.Next(all.Count)].Prompt).ToList();
@@ -127,7 +130,7 @@ public partial class ArithmeticGrpo
             double swapSeconds = clock.Elapsed.TotalSeconds;
             var completions = sampler.Generate(prompts, new SamplingParams
             {
-                Temperature = 1, MaxNewTokens = MaxNewTokens, N = GroupSize, Seed = (ulong)step,
+                Temperature = 1, MaxNewTokens = MaxNewTokens, N = GroupSize, Seed = (ulong)DataSeed * 1_000_003 + (ulong)step,
             });
             double generationSeconds = clock.Elapsed.TotalSeconds;
             clock.Restart();
@@ -137,11 +140,11 @@ public partial class ArithmeticGrpo
             using var rollout = Rollout.Create(prompts, completions, sampler.TokenizePrompt, advantages, ctx.Rank, ctx.WorldSize, ctx.Device);
             var statistics = Update(ctx, model, reference, optimizer, rollout, lossOptions);
 
-            var step_ = GrpoMetrics.FromRollout(completions, scores, GroupSize) with
+            var stepMetrics = GrpoMetrics.FromRollout(completions, scores, GroupSize) with
             {
                 Policy = statistics, GenerationSeconds = generationSeconds, SwapSeconds = swapSeconds, TrainSeconds = clock.Elapsed.TotalSeconds,
             };
-            var values = step_.ToPairs(step).ToList();
+            var values = stepMetrics.ToPairs(step).ToList();
             bool evaluate = step % EvalEvery == 0 || step == Steps;
             if (evaluate)
             {
@@ -151,11 +154,11 @@ public partial class ArithmeticGrpo
             metrics?.Write(values);
             history.Add(step, values);
             if (step % LogCompletionsEvery == 0) completionsLog?.Write(step, prompts, completions, scores, advantages);
-            progress.Update(step, rollout.TotalCompletionTokens, [new("reward", step_.RewardMean), new("loss", statistics.Loss)]);
+            progress.Update(step, rollout.TotalCompletionTokens, [new("reward", stepMetrics.RewardMean), new("loss", statistics.Loss)]);
             if (evaluate)
             {
-                progress.WriteLine($"step {step,4}  held-out accuracy {accuracy:P0}  reward {step_.RewardMean:F3}  " +
-                    $"mismatch {statistics.LogProbMismatch:F4}  engine weights v{step_.WeightVersion}");
+                progress.WriteLine($"step {step,4}  held-out accuracy {accuracy:P0}  reward {stepMetrics.RewardMean:F3}  " +
+                    $"mismatch {statistics.LogProbMismatch:F4}  engine weights v{stepMetrics.WeightVersion}");
                 if (ctx.IsMainRank && PlotFile.Length > 0) MetricsPlot.Save(PlotFile, history, PlotNames);
             }
         }
@@ -212,7 +215,7 @@ public partial class ArithmeticGrpo
         }
     }
 
-    static double Evaluate(LlamaSamplingEngine sampler, IReadOnlyList<string> prompts, IReadOnlyDictionary<string, string> answers)
+    static double Evaluate(ISamplingEngine sampler, IReadOnlyList<string> prompts, IReadOnlyDictionary<string, string> answers)
     {
         var completions = sampler.Generate(prompts, SamplingParams.Greedy(MaxNewTokens));
         return completions.Count(c => c.Samples[0].Text == answers[prompts[c.PromptIndex]]) / (double)prompts.Count;

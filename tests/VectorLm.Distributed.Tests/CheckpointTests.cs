@@ -73,6 +73,28 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void A_resume_that_fails_on_rank_0_fails_on_every_rank_at_once()
+    {
+        string root = NewRoot();
+        try
+        {
+            File.WriteAllText(Path.Combine(root, "latest"), "../elsewhere");
+            var errors = LocalGroup.TryRun(2, ctx =>
+            {
+                using var current = Hosting.TrainerContextScope.Enter(ctx);
+                using var model = LlamaModel.Create(Config);
+                using var trainer = NewTrainer(ctx, model);
+                trainer.Resume(root);
+            }, collectiveTimeout: TimeSpan.FromSeconds(30));
+            Assert.Contains("../elsewhere", Assert.IsType<InvalidDataException>(errors[0]).Message);
+            var onRank1 = Assert.IsType<InvalidDataException>(errors[1]).Message;
+            Assert.Contains("rank 0 could not choose a checkpoint", onRank1);
+            Assert.Contains("../elsewhere", onRank1);
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
+
+    [Fact]
     public void Resume_at_world_size_2_skips_an_incomplete_newest_checkpoint_on_every_rank()
     {
         string root = NewRoot();

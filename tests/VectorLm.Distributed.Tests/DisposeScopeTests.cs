@@ -121,7 +121,7 @@ public class DisposeScopeTests
             using var optimizer = Optimizers.AdamW(model, 1e-2);
             var data = Loader(ctx);
             EngineOptions options = new() { ContextLength = 32, MaxSequences = 2, BatchTokens = 32, Threads = 1 };
-            LlamaSamplingEngine? engine = null;
+            ISamplingEngine? engine = null;
             try
             {
                 using (NewDisposeScope()) engine = ctx.CreateSampler(model, Tok, options); // parity gate runs a forward here
@@ -211,6 +211,32 @@ public class DisposeScopeTests
             for (int r = 0; r < worldSize; r++) Assert.Equal(expected[r], lossesAfterResume[r]);
         }
         finally { Directory.Delete(root, recursive: true); }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Collectives_leave_no_tensors_behind_without_any_scope(int worldSize)
+    {
+        OnRanks(worldSize, ctx =>
+        {
+            using var half = ones(8, dtype: ScalarType.Float16);   // staged through float32
+            using var wide = ones(4, 6);
+            using var strided = wide.t();                           // staged through a contiguous copy
+            void Round()
+            {
+                ctx.AllReduce(half);
+                ctx.AllReduce(strided);
+                ctx.BroadcastTensor(strided);
+                ctx.AllGatherTensor(half).Dispose();
+                ctx.AllGatherTensor(strided).Dispose();
+            }
+            Round();
+            long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            for (int i = 0; i < 3; i++) Round();
+            long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            Assert.True(after == before, $"{after - before} tensors outlived 3 rounds of collectives");
+        });
     }
 
     [Fact]

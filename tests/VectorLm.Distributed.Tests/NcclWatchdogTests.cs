@@ -111,4 +111,18 @@ public class NcclWatchdogTests
             NcclProcessGroup.DeviceProblem(DeviceType.CUDA, 1, 0));
         Assert.StartsWith("this rank's NCCL communicator is on cuda:0, but the tensor is on cpu;", NcclProcessGroup.DeviceProblem(DeviceType.CPU, -1, 0));
     }
+
+    [Fact]
+    public void Communicator_init_that_never_returns_fails_after_the_timeout()
+    {
+        using var never = new ManualResetEventSlim();
+        var e = Assert.Throws<CollectiveTimeoutException>(() =>
+            NcclProcessGroup.WithTimeout(() => { never.Wait(); return 1; }, TimeSpan.FromMilliseconds(200), () => "rank 1: the NCCL communicator did not form"));
+        Assert.Equal("rank 1: the NCCL communicator did not form", e.Message);
+        never.Set(); // let the abandoned thread end
+        Assert.Equal(7, NcclProcessGroup.WithTimeout(() => 7, TimeSpan.FromSeconds(30), () => "unused"));
+        var failed = Assert.Throws<NcclException>(() => NcclProcessGroup.WithTimeout<int>(
+            () => { NcclNative.Check(NcclResult.SystemError, "ncclCommInitRank"); return 0; }, TimeSpan.FromSeconds(30), () => "unused"));
+        Assert.StartsWith("ncclCommInitRank failed: ncclSystemError", failed.Message);
+    }
 }

@@ -221,6 +221,15 @@ public class StoreHostileInputTests
     }
 
     [Fact]
+    public void A_multi_node_job_whose_master_addr_is_loopback_here_is_a_clear_error()
+    {
+        var e = Assert.Throws<DistributedException>(() => SocketIO.RequireReachableFromOtherNodes("127.0.1.1", allInterfaces: false));
+        Assert.Contains("MASTER_ADDR '127.0.1.1' is 127.0.1.1 on rank 0's machine, a loopback address the other nodes cannot reach", e.Message);
+        SocketIO.RequireReachableFromOtherNodes("127.0.1.1", allInterfaces: true); // listening everywhere: reachable
+        SocketIO.RequireReachableFromOtherNodes("192.0.2.7", allInterfaces: false);
+    }
+
+    [Fact]
     public void Random_and_truncated_frames_never_stop_the_store()
     {
         var (server, log) = Serve();

@@ -34,6 +34,27 @@ public class TrainerHostTests
     }
 
     [Fact]
+    public void The_launch_precision_reaches_the_context_and_the_model()
+    {
+        string? seen = null;
+        TorchSharp.torch.ScalarType? dtype = null;
+        int code = TrainerHost.Run(new LaunchOptions { Threads = 1, Precision = "bf16-true" }, (ctx, _) =>
+        {
+            seen = ctx.Precision.Name;
+            using var model = VectorLm.Models.LlamaModel.Create(VectorLm.Models.LlamaConfig.Tiny);
+            dtype = model.parameters().First().dtype;
+            return Task.CompletedTask;
+        });
+        Assert.Equal(0, code);
+        Assert.Equal("bf16-true", seen);
+        Assert.Equal(TorchSharp.torch.ScalarType.BFloat16, dtype);
+        // Without --precision: the device's default (32-true on this CPU-only machine).
+        TrainerHost.Run(new LaunchOptions { Threads = 1 }, (ctx, _) => { seen = ctx.Precision.Name; return Task.CompletedTask; });
+        Assert.Equal("32-true", seen);
+        Assert.Equal(2, TrainerHost.Run(new LaunchOptions { Precision = "fp8" }, (_, _) => Task.CompletedTask));
+    }
+
+    [Fact]
     public void Invalid_options_are_a_usage_error()
     {
         Assert.Equal(2, TrainerHost.Run(new LaunchOptions { WorldSize = 0 }, (_, _) => Task.CompletedTask));

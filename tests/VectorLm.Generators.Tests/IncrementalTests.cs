@@ -93,6 +93,27 @@ public sealed class IncrementalTests
     }
 
     [Fact]
+    public void Editing_a_helper_file_moves_its_interceptors_and_keeps_the_others()
+    {
+        // Call sites outside trainers are cached per file: an edit to the helper file must re-point its interceptors
+        // (new positions and checksum), and the output must still compile with every call intercepted.
+        var (sources, _) = GeneratorHarness.LoadCase("HelperSteps");
+        var compilation = GeneratorHarness.Compile(sources);
+        var driver = GeneratorHarness.CreateDriver().RunGenerators(compilation);
+        var before = driver.GetRunResult().GeneratedTrees.Single(t => t.FilePath.EndsWith(TrainerGenerator.Interceptors.HintName, StringComparison.Ordinal)).ToString();
+        var old = compilation.SyntaxTrees.Single(t => t.FilePath == "Lab.cs");
+        var text = old.GetText().ToString().Replace("        optimizer.zero_grad();\n        loss.backward();\n        optimizer.step();",
+            "        optimizer.zero_grad();\n        loss.backward();\n        System.Console.WriteLine();\n        optimizer.step();", StringComparison.Ordinal);
+        Assert.NotEqual(old.GetText().ToString(), text);
+        var edited = compilation.ReplaceSyntaxTree(old, old.WithChangedText(Microsoft.CodeAnalysis.Text.SourceText.From(text)));
+        driver = driver.RunGeneratorsAndUpdateCompilation(edited, out var output, out _);
+        var after = driver.GetRunResult().GeneratedTrees.Single(t => t.FilePath.EndsWith(TrainerGenerator.Interceptors.HintName, StringComparison.Ordinal)).ToString();
+        Assert.NotEqual(before, after);
+        Assert.Contains("\"BackwardAndStep\", \"Lab.cs\", 70", after, StringComparison.Ordinal);
+        Assert.Empty(output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning));
+    }
+
+    [Fact]
     public void Models_hold_no_symbols_syntax_locations_or_compilations()
     {
         FirstRun(out var result);

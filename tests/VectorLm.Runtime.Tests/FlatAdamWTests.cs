@@ -20,6 +20,25 @@ public class FlatAdamWTests
         }, lr);
     }
 
+    // What Optimizers.AdamW builds for CUDA parameters, here forced on the CPU.
+    static FlatAdamW FlatOnCpu(LlamaModel m, double lr, double weightDecay)
+    {
+        var named = m.named_parameters().ToList();
+        return new FlatAdamW(new[]
+        {
+            new AdamW.ParamGroup(named.Where(p => Optimizers.Decays(p.name, p.parameter)).Select(p => p.parameter), lr, 0.9, 0.95, 1e-8, weightDecay),
+            new AdamW.ParamGroup(named.Where(p => !Optimizers.Decays(p.name, p.parameter)).Select(p => p.parameter), lr, 0.9, 0.95, 1e-8, 0.0),
+        }, lr, 0.9, 0.95, 1e-8, weightDecay, flattenCpuGroups: true);
+    }
+
+    [Fact]
+    public void On_the_cpu_Optimizers_AdamW_keeps_the_per_parameter_step()
+    {
+        using var model = LlamaModel.Create(Config, seed: 2);
+        using var opt = Optimizers.AdamW(model, 1e-3);
+        Assert.False(Assert.IsType<FlatAdamW>(opt).IsFlat);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
@@ -27,8 +46,8 @@ public class FlatAdamWTests
     {
         using var flatModel = LlamaModel.Create(Config, seed: 2);
         using var refModel = LlamaModel.Create(Config, seed: 2);
-        using var flat = Optimizers.AdamW(flatModel, 1e-2);
-        Assert.IsType<FlatAdamW>(flat);
+        using var flat = FlatOnCpu(flatModel, 1e-2, 0.1);
+        Assert.True(flat.IsFlat);
         using var reference = Reference(refModel, 1e-2);
         var g = new Generator(9);
         for (int step = 0; step < 5; step++)
@@ -39,7 +58,7 @@ public class FlatAdamWTests
             flatModel.Loss(ids, ids).backward();
             refModel.Loss(ids, ids).backward();
             double expectedNorm = nn.utils.clip_grad_norm_(refModel.parameters(), 0.5);
-            using var norm = ((FlatAdamW)flat).ClipGradNorm(0.5);
+            using var norm = flat.ClipGradNorm(0.5);
             Assert.True(Math.Abs(norm.item<float>() - expectedNorm) <= 1e-4 * expectedNorm, $"step {step}: norm {norm.item<float>()}, expected {expectedNorm}");
             Assert.True(expectedNorm > 0.5, "clipping must be active for the test to mean anything");
             flat.step();
@@ -56,7 +75,8 @@ public class FlatAdamWTests
     public void Parameters_live_in_the_flat_buffer_so_in_place_writes_reach_the_optimizer()
     {
         using var model = LlamaModel.Create(Config, seed: 2);
-        using var opt = Optimizers.AdamW(model, 1e-3, weightDecay: 0);
+        using var opt = FlatOnCpu(model, 1e-3, 0);
+        Assert.True(opt.IsFlat);
         // Overwrite the weights in place (as a checkpoint load or a rank-0 broadcast does), then step.
         using (no_grad())
             foreach (var p in model.parameters()) p.fill_(0.25);

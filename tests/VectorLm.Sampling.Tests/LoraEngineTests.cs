@@ -49,7 +49,7 @@ public class LoraEngineTests
     public void Engine_applies_the_adapter_and_the_parity_gate_covers_base_plus_adapter(bool rsLora, int rank, EngineWeightType type)
     {
         using var m = AdaptedModel(new LoraConfig { R = rank, Alpha = 2 * rank, UseRsLora = rsLora });
-        using var engine = TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { WeightType = type }); // gate runs at build
+        using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { WeightType = type }); // gate runs at build
         float tolerance = type == EngineWeightType.F32 ? 1e-3f : 5e-2f;
         Assert.True(engine.CheckParity().Relative <= tolerance);
         Assert.True(engine.AdapterBytes > 0);
@@ -69,7 +69,7 @@ public class LoraEngineTests
     {
         using var m = AdaptedModel(new LoraConfig { R = 4, Alpha = 8, Dropout = 0.5 });
         m.train();
-        using var engine = TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { ParityCheck = ParityCheckMode.EverySync });
+        using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { ParityCheck = ParityCheckMode.EverySync });
         Assert.True(engine.CheckParity().Relative <= 1e-3f);
         Assert.True(m.training);
     }
@@ -78,7 +78,7 @@ public class LoraEngineTests
     public void A_sync_after_a_step_writes_only_the_adapter_and_the_engine_follows_the_trainer()
     {
         using var m = AdaptedModel(new LoraConfig { R = 4, Alpha = 8 });
-        using var engine = TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32);
+        using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32);
         var before = engine.EvaluateLogits(Probe);
         long version = engine.WeightVersion;
 
@@ -114,7 +114,7 @@ public class LoraEngineTests
         {
             using var m = AdaptedModel(new LoraConfig { R = 4, Alpha = 8, TargetModules = ["q_proj", "k_proj", "o_proj"] });
             m.SaveAdapter(Path.Combine(dir.FullName, "a"));
-            using var engine = TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32);
+            using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32);
             var adapted = engine.EvaluateLogits(Probe);
 
             // Merge: the adapter leaves the engine and the base is copied in full.
@@ -135,11 +135,20 @@ public class LoraEngineTests
 
             // Loading a saved adapter into a base model: the engine follows.
             using var other = LlamaModel.Create(Config, seed: 1);
-            using var otherEngine = TrainerContext.SingleProcess().CreateSampler(other, Tokenizer.ByteLevel(), F32);
+            using var otherEngine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(other, Tokenizer.ByteLevel(), F32);
             other.LoadAdapter(Path.Combine(dir.FullName, "a"));
             other.eval();
             Assert.True(MaxRelativeDiff(otherEngine.EvaluateLogits(Probe), adapted) <= 1e-3f);
         }
         finally { dir.Delete(true); }
+    }
+
+    [Fact]
+    public void The_torch_engine_refuses_an_adapter_instead_of_sampling_from_the_base()
+    {
+        using var m = AdaptedModel(new LoraConfig { R = 2 });
+        var e = Assert.Throws<NotSupportedException>(() =>
+            TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { Backend = SamplingBackend.Torch }).Dispose());
+        Assert.Contains("LoRA", e.Message);
     }
 }

@@ -9,6 +9,15 @@ namespace VectorLm.Analyzers.Collectives;
 /// </summary>
 internal sealed class AnalysisStats
 {
+    /// <summary>Collective sites found (each call that performs collectives, in each body).</summary>
+    public int Sites;
+
+    /// <summary>Interface and virtual calls looked at (dispatch).</summary>
+    public int DispatchedCalls;
+
+    /// <summary>Delegate calls looked at.</summary>
+    public int DelegateCalls;
+
     /// <summary>Collective sites whose targets only sometimes perform collectives (dispatch, delegates).</summary>
     public int MaySites;
 

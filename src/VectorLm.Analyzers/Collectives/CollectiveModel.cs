@@ -280,7 +280,7 @@ internal sealed class CollectiveModel
                 may |= site.May;
             }
         if (display is null) return CollectiveSummary.None;
-        var sequence = Sequences.Region(graph, sites, 0, -1, out _);
+        var sequence = Sequences.Region(graph, sites, 0, -1, out _, Stats);
         return new CollectiveSummary(true, sequence, $"{method.Name} (calls {Innermost(display)})", may);
     }
 
@@ -329,6 +329,7 @@ internal sealed class CollectiveModel
         }
         var site = SiteOf(op, inTrainer, graph, cancellationToken);
         if (site is not null) sites.Add(site);
+        if (site is not null) Stats.Add(ref Stats.Sites);
     }
 
     CollectiveSite? SiteOf(IOperation op, bool inTrainer, FlowGraph graph, CancellationToken cancellationToken)
@@ -348,11 +349,17 @@ internal sealed class CollectiveModel
         {
             // A delegate call: the lambdas and local functions it may run, if this body created them.
             if (target.MethodKind == MethodKind.DelegateInvoke)
+            {
+                Stats.Add(ref Stats.DelegateCalls);
                 return DelegateSite(invocation, graph, cancellationToken);
+            }
             var lambdaSite = CallbackSite(invocation, cancellationToken);
             if (lambdaSite is not null && target.DeclaringSyntaxReferences.Length == 0) return lambdaSite;
             if (Dispatch.IsDispatched(invocation))
+            {
+                Stats.Add(ref Stats.DispatchedCalls);
                 return DispatchSite(invocation, cancellationToken);
+            }
         }
         if (target.DeclaringSyntaxReferences.Length == 0) return null;
         var summary = GetCollectiveSummary(target, cancellationToken);

@@ -59,7 +59,7 @@ internal sealed class DeadlockDetector
                 var arms = new List<(string? Sequence, HashSet<int> Nodes)>();
                 foreach (int s in graph.Successors[c])
                 {
-                    var sequence = Sequences.Region(graph, sites, s, stop, out var nodes);
+                    var sequence = Sequences.Region(graph, sites, s, stop, out var nodes, _analysis.Model.Stats);
                     arms.Add((sequence, nodes));
                 }
                 var regionSites = new List<CollectiveSite>();

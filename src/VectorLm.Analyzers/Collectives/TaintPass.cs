@@ -99,7 +99,8 @@ internal sealed class TaintPass
         }
 
         var outStates = new ulong[_graph.Count][];
-        for (int round = 0; round < 12; round++)
+        bool converged = false;
+        for (int round = 0; round < MaxRounds && !converged; round++)
         {
             _cancellationToken.ThrowIfCancellationRequested();
             for (int b = 0; b < _graph.Count; b++) outStates[b] = null!;
@@ -107,7 +108,7 @@ internal sealed class TaintPass
             var queued = new bool[_graph.Count];
             for (int b = 0; b < _graph.Count; b++) { work.Enqueue(b); queued[b] = true; }
             int steps = 0;
-            while (work.Count > 0 && steps++ < 64 * _graph.Count + 64)
+            while (work.Count > 0 && steps++ < MaxStepsPerBlock * _graph.Count + MaxStepsPerBlock)
             {
                 int b = work.Dequeue();
                 queued[b] = false;
@@ -121,11 +122,19 @@ internal sealed class TaintPass
                 foreach (int orphan in Orphans())
                     if (!queued[orphan]) { queued[orphan] = true; work.Enqueue(orphan); }
             }
+            if (work.Count > 0) _analysis.Model.Stats.Add(ref _analysis.Model.Stats.TaintRoundLimits);
             var control = ComputeControl();
-            if (Same(control, Result.Control)) break;
+            converged = Same(control, Result.Control);
             Result.Control = control;
         }
+        if (!converged) _analysis.Model.Stats.Add(ref _analysis.Model.Stats.TaintRoundLimits);
     }
+
+    /// <summary>Rounds of implicit-flow (control dependence) refinement before the pass stops.</summary>
+    public const int MaxRounds = 12;
+
+    /// <summary>Worklist steps per block in one round before the round stops.</summary>
+    public const int MaxStepsPerBlock = 64;
 
     List<int>? _orphans;
 

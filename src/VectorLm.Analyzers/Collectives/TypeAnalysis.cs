@@ -52,6 +52,9 @@ internal sealed class TypeAnalysis
 
     public List<Diagnostic> Diagnostics { get; } = new();
 
+    /// <summary>Rounds over all bodies of the type (fields and summaries feeding each other) before it stops.</summary>
+    public const int MaxTaintRounds = 10;
+
     public void Run(CancellationToken cancellationToken)
     {
         foreach (var member in Type.GetMembers())
@@ -65,8 +68,9 @@ internal sealed class TypeAnalysis
 
         // Rerun a graph only while something it read (a summary, a field, a captured local) has changed since.
         var passes = new Dictionary<FlowGraph, (TaintPass Pass, long Signature)>();
-        for (int round = 0; round < 10; round++)
+        for (int round = 0; ; round++)
         {
+            if (round == MaxTaintRounds) { Model.Stats.Add(ref Model.Stats.TaintRoundLimits); break; }
             int before = Version();
             foreach (var unit in _units)
                 for (int g = unit.Unit.Graphs.Count - 1; g >= 0; g--)

@@ -86,6 +86,22 @@ static class SocketIO
         }
     }
 
+    /// <summary>
+    /// Fails when rank 0 of a job spanning several nodes would listen on loopback only: MASTER_ADDR names this
+    /// machine but resolves to 127.x or ::1 here (Debian's "127.0.1.1 hostname" line), so other nodes could never connect.
+    /// </summary>
+    /// <exception cref="DistributedException">Every address of <paramref name="masterAddr"/> is a loopback address.</exception>
+    public static void RequireReachableFromOtherNodes(string masterAddr, bool allInterfaces)
+    {
+        if (allInterfaces) return;
+        var addresses = Resolve(masterAddr);
+        if (addresses.All(IPAddress.IsLoopback))
+            throw new DistributedException(
+                $"MASTER_ADDR '{masterAddr}' is {string.Join(", ", addresses.Select(a => a.ToString()))} on rank 0's machine, a loopback address " +
+                "the other nodes cannot reach. Set MASTER_ADDR to rank 0's network address (hostname -I lists them), or set " +
+                $"{DistributedOptions.BindAllVariable}=1 to listen on all interfaces.");
+    }
+
     /// <summary>The addresses of <paramref name="host"/> (an IP literal or a name), IPv4 first.</summary>
     public static IPAddress[] Resolve(string host)
     {

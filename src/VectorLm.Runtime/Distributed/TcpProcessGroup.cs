@@ -284,14 +284,15 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         shape[0] = WorldSize;
         tensor.shape.CopyTo(shape, 1);
         var output = torch.empty(shape, tensor.dtype, CPU);
-        output[Rank].copy_(tensor);
+        using (var mine = output[Rank]) mine.copy_(tensor);
         if (WorldSize > 1)
         {
             long slot = tensor.numel() * tensor.element_size();
             var p = (byte*)TensorMemory.DataPointer(output);
             Guard(() => RingAllGather(p, r => (r * slot, slot), Rank));
         }
-        return tensor.device_type == DeviceType.CPU ? output : output.to(tensor.device);
+        if (tensor.device_type == DeviceType.CPU) return output;
+        using (output) return output.to(tensor.device);
     }
 
     public override byte[] BroadcastBytes(byte[] value, int root, CallSite site)
@@ -313,7 +314,8 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
     {
         if (tensor.device_type == DeviceType.CPU && tensor.dtype == dtype && tensor.is_contiguous())
             return tensor.alias();
-        return tensor.to(dtype, CPU).contiguous();
+        using var converted = tensor.to(dtype, CPU); // our handle only: the result keeps the data alive
+        return converted.contiguous();
     }
 
     static void Unstage(Tensor tensor, Tensor staged)

@@ -73,7 +73,9 @@ public sealed class TrainerContext : IDisposable
     {
         var joinTimeout = options.ResolveRendezvousTimeout();
         var collectiveTimeout = options.ResolveCollectiveTimeout();
-        var store = TcpStore.Connect(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, joinTimeout, $"rank {env.Rank} of {env.WorldSize}", options.ResolveSecurity());
+        var security = options.ResolveSecurity();
+        if (env.Rank == 0 && env.WorldSize > env.LocalWorldSize) SocketIO.RequireReachableFromOtherNodes(env.MasterAddr, security.BindAllInterfaces);
+        var store = TcpStore.Connect(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, joinTimeout, $"rank {env.Rank} of {env.WorldSize}", security);
         try
         {
             ProcessGroup group = backend == "nccl"
@@ -184,7 +186,9 @@ public sealed class TrainerContext : IDisposable
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        return _group is null ? tensor.unsqueeze(0).clone() : _group.AllGather(tensor, new CallSite(member, file, line));
+        if (_group is not null) return _group.AllGather(tensor, new CallSite(member, file, line));
+        using var one = tensor.unsqueeze(0);
+        return one.clone();
     }
 
     /// <summary>

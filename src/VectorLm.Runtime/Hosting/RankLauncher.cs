@@ -51,7 +51,7 @@ internal sealed class RankLauncher
         if (o.NodeRank < 0 || o.NodeRank >= o.NNodes) throw new ArgumentException($"--node-rank must be in [0, {o.NNodes}) for --nnodes {o.NNodes}, got {o.NodeRank}");
         if (o.MasterPort is < 0 or > 65535) throw new ArgumentException($"--master-port must be a TCP port (0 to 65535), got {o.MasterPort}");
         if (o.Threads is < 1) throw new ArgumentException($"--threads must be at least 1, got {o.Threads}");
-        if (o.Precision is not null && !Training.Precision.All.Any(p => p.Name == o.Precision))
+        if (o.Precision is not null && !Training.Precision.All.Any(p => string.Equals(p.Name, o.Precision, StringComparison.OrdinalIgnoreCase)))
             throw new ArgumentException($"--precision must be one of {string.Join(", ", Training.Precision.All.Select(p => p.Name))}, got '{o.Precision}'");
         if (o.Backend is not ("auto" or "tcp" or "nccl")) throw new ArgumentException($"--backend must be auto, tcp or nccl, got '{o.Backend}'");
         if (o.NNodes > 1 && string.IsNullOrEmpty(o.MasterAddr) && string.IsNullOrEmpty(Environment.GetEnvironmentVariable("MASTER_ADDR")))

@@ -43,7 +43,4 @@ internal static class ByteLevelAlphabet
             }
         foreach (char c in token) output.Add(CharToByte[c]);
     }
-
-    /// <summary>The mapped character of one byte.</summary>
-    public static char Char(byte b) => ByteToChar[b];
 }

@@ -57,9 +57,6 @@ internal sealed class HfTokenizer
     /// <summary>Whether <paramref name="id"/> is an added token marked <c>special</c> (dropped by decode).</summary>
     public bool IsSpecial(int id) => _added.ById.TryGetValue(id, out var t) && t.Special;
 
-    /// <summary>Whether <paramref name="id"/> is an added token.</summary>
-    public bool IsAdded(int id) => _added.ById.ContainsKey(id);
-
     /// <summary>Reads <c>tokenizer.json</c> and the optional config files of <paramref name="folder"/>.</summary>
     public static HfTokenizer Load(string folder)
     {

@@ -18,7 +18,8 @@ public static class Optimizers
 
     /// <summary>
     /// AdamW with two groups: decayed matrices (group 0) and undecayed norms/biases/1-D parameters (group 1). The
-    /// optimizer is a <see cref="FlatAdamW"/>: each group's update runs over flat buffers (PyTorch's multi-tensor AdamW).
+    /// optimizer is a <see cref="FlatAdamW"/>: on CUDA each group's update runs over flat buffers (PyTorch's
+    /// multi-tensor AdamW); on the CPU it steps parameter by parameter, as TorchSharp's AdamW.
     /// </summary>
     /// <remarks>
     /// Under a distributed trainer (<see cref="TrainerContextScope.Current"/> with more than one rank) this is where the

@@ -153,19 +153,29 @@ public sealed class Trainer : IDisposable
         if (ctx is not { WorldSize: > 1 }) return WriteCheckpoint(root, [myRng]);
 
         var rngStates = ctx.AllGather(myRng);
-        SaveOutcome? mine = null;
+        return OnRank0(ctx, () => WriteCheckpoint(root, rngStates),
+            error => new IOException($"rank 0 could not write the checkpoint: {error}"))!;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on rank 0 only and returns its result on every rank (a collective). When it throws,
+    /// rank 0 rethrows and the other ranks throw <paramref name="elsewhere"/>(the message) instead of waiting.
+    /// </summary>
+    static T? OnRank0<T>(TrainerContext ctx, Func<T> work, Func<string, Exception> elsewhere)
+    {
+        Outcome<T>? mine = null;
         Exception? failure = null;
         if (ctx.IsMainRank)
         {
-            try { mine = new SaveOutcome(WriteCheckpoint(root, rngStates), null); }
-            catch (Exception e) { (failure, mine) = (e, new SaveOutcome(null, e.Message)); }
+            try { mine = new Outcome<T>(work(), null); }
+            catch (Exception e) { (failure, mine) = (e, new Outcome<T>(default, e.Message)); }
         }
         var outcome = ctx.Broadcast(mine)!; // one call site on every rank, success or not
         if (failure is not null) ExceptionDispatchInfo.Capture(failure).Throw();
-        return outcome.Folder ?? throw new IOException($"rank 0 could not write the checkpoint: {outcome.Error}");
+        return outcome.Error is null ? outcome.Value : throw elsewhere(outcome.Error);
     }
 
-    sealed record SaveOutcome(string? Folder, string? Error);
+    sealed record Outcome<T>(T? Value, string? Error);
 
     string WriteCheckpoint(string root, IReadOnlyList<string> rngStates)
     {
@@ -255,11 +265,11 @@ public sealed class Trainer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(root);
         var ctx = TrainerContextScope.Current;
-        string? folder = null;
-        if (ctx is not { WorldSize: > 1 } || ctx.IsMainRank)
-            folder = CheckpointLayout.NewestComplete(root,
-                (skipped, why) => Console.Error.WriteLine($"warning: checkpoint {skipped} is incomplete ({why}); skipping it"));
-        if (ctx is { WorldSize: > 1 }) folder = ctx.Broadcast(folder);
+        string? Choose() => CheckpointLayout.NewestComplete(root,
+            (skipped, why) => Console.Error.WriteLine($"warning: checkpoint {skipped} is incomplete ({why}); skipping it"));
+        string? folder = ctx is { WorldSize: > 1 }
+            ? OnRank0(ctx, Choose, error => new InvalidDataException($"rank 0 could not choose a checkpoint under '{root}': {error}"))
+            : Choose();
         if (folder is null) return false;
 
         var state = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, CheckpointLayout.StateFile)))!.AsObject();

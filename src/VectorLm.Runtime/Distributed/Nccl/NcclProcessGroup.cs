@@ -151,26 +151,33 @@ internal sealed class NcclProcessGroup : ProcessGroup
     // ncclCommInitRank blocks until every rank joined; a rank that never comes would hang this one, so the call runs
     // on its own thread and the caller gives up after the rendezvous timeout (the thread stays blocked; the process
     // is about to exit with the error).
-    static nint InitCommunicator(NcclUniqueId id, int rank, int worldSize, nint context, TimeSpan timeout, TcpProcessGroup control)
+    static nint InitCommunicator(NcclUniqueId id, int rank, int worldSize, nint context, TimeSpan timeout, TcpProcessGroup control) =>
+        WithTimeout(() =>
+        {
+            CudaDriver.MakeCurrent(context);
+            NcclNative.Check(NcclNative.ncclCommInitRank(out nint comm, worldSize, id, rank), "ncclCommInitRank");
+            return comm;
+        }, timeout, () => $"rank {rank}: the NCCL communicator did not form within {timeout.TotalSeconds:0.#} s (the rendezvous timeout). " +
+                          control.DescribeAbsentPeers() + " NCCL_DEBUG=INFO shows where NCCL's own setup waits.");
+
+    /// <summary>
+    /// Runs <paramref name="work"/>, a blocking native call that cannot be cancelled, on its own thread and returns its
+    /// result; throws <see cref="CollectiveTimeoutException"/> with <paramref name="timeoutMessage"/> when it takes longer
+    /// than <paramref name="timeout"/> (leaving the thread blocked), or what the work threw.
+    /// </summary>
+    internal static T WithTimeout<T>(Func<T> work, TimeSpan timeout, Func<string> timeoutMessage)
     {
-        nint comm = 0;
+        T result = default!;
         Exception? error = null;
         var thread = new Thread(() =>
         {
-            try
-            {
-                CudaDriver.MakeCurrent(context);
-                NcclNative.Check(NcclNative.ncclCommInitRank(out comm, worldSize, id, rank), "ncclCommInitRank");
-            }
+            try { result = work(); }
             catch (Exception e) { error = e; }
         }) { IsBackground = true, Name = "vectorlm-nccl-init" };
         thread.Start();
-        if (!thread.Join(timeout))
-            throw new CollectiveTimeoutException(
-                $"rank {rank}: the NCCL communicator did not form within {timeout.TotalSeconds:0.#} s (the rendezvous timeout). " +
-                control.DescribeAbsentPeers() + " NCCL_DEBUG=INFO shows where NCCL's own setup waits.");
+        if (!thread.Join(timeout)) throw new CollectiveTimeoutException(timeoutMessage());
         if (error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(error).Throw();
-        return comm;
+        return result;
     }
 
     public override void Barrier(CallSite site)
