@@ -39,6 +39,9 @@ public partial class ArithmeticFineTune
     /// <summary>A Hugging Face folder (config.json, safetensors, tokenizer.json) to fine-tune; empty: the tiny model made on the spot.</summary>
     [Option] public string Model { get; init; } = "";
 
+    /// <summary>LoRA rank: 0 trains every weight; above 0 trains only a rank-r adapter on all projections (alpha = 2r).</summary>
+    [Option] public int LoraRank { get; init; }
+
     /// <summary>Where to write metrics as JSON lines (rank 0); empty for none.</summary>
     [Option] public string MetricsFile { get; init; } = "";
 
@@ -58,6 +61,7 @@ public partial class ArithmeticFineTune
         var evalPrompts = ArithmeticTask.Generate(EvalPrompts, seed: 12345, MaxOperand).Select(e => e.Prompt).ToList();
 
         using var model = Model.Length > 0 ? LlamaModel.FromPretrained(Model, ctx.Device) : LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
+        if (LoraRank > 0) model.AddLora(new LoraConfig { R = LoraRank, Alpha = 2 * LoraRank }); // before the sampler and optimizer
         // Auto: the torch engine when the model is on CUDA, llama.cpp on the CPU.
         using var sampler = ctx.CreateSampler(model, tokenizer);
         if (ctx.IsMainRank) Console.WriteLine($"sampling backend: {sampler.GetType().Name} on {ctx.Device}");

@@ -32,6 +32,9 @@ internal sealed class GradientReducer
     /// </summary>
     public bool AveragedBeforeStep { get; set; }
 
+    /// <summary>The parameters whose gradients the buckets hold (those that require gradients).</summary>
+    internal IEnumerable<Parameter> ReducedParameters => _buckets.SelectMany(b => b.Parameters);
+
     /// <summary>Averages the gradients of <paramref name="parameters"/> over the ranks of <paramref name="ctx"/>.</summary>
     public void AverageGradients(TrainerContext ctx, IEnumerable<Parameter> parameters, CallSite site)
     {
@@ -58,6 +61,8 @@ internal sealed class GradientReducer
         readonly Tensor _flat;
         readonly Tensor[] _views;
         readonly Tensor _flags;
+
+        public IReadOnlyList<Parameter> Parameters => _params;
 
         public Bucket(Parameter[] ps)
         {

@@ -135,6 +135,9 @@ public static class CollectiveInterceptors
         return ps;
     }
 
+    /// <summary>The reducer an intercepted step of <paramref name="optimizer"/> uses (tests: what its buckets hold).</summary>
+    internal static GradientReducer ReducerOf(optim.Optimizer optimizer) => SharedReducer.For(optimizer.parameters()).Reducer;
+
     /// <summary>
     /// One gradient reducer per set of trainable parameters, whoever asks: a clip over <c>model.parameters()</c> and
     /// the step of an optimizer built from them find the same reducer (and its "averaged already" flag), whatever the

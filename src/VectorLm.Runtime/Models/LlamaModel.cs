@@ -20,7 +20,7 @@ namespace VectorLm.Models;
 /// <para>RMSNorm is computed in float32 whatever the parameter dtype. Initialisation is normal(0, 0.02) for linear
 /// and embedding weights and ones for norms, as Hugging Face does (unit variance produced denormals on CPU).</para>
 /// </remarks>
-public sealed class LlamaModel : nn.Module<Tensor, Tensor>
+public sealed partial class LlamaModel : nn.Module<Tensor, Tensor>
 {
     readonly LlamaBackbone model;
     readonly Linear? lm_head;
@@ -101,7 +101,7 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
     /// <summary>Copies every parameter from <paramref name="weights"/>, checking names and shapes first.</summary>
     public void LoadWeights(SafetensorsFolder weights)
     {
-        var parameters = named_parameters().ToList();
+        var parameters = BaseParameters().ToList(); // an adapter's tensors live in adapter folders (LoadAdapter)
         // Check everything before touching any parameter, so a bad checkpoint leaves the model unchanged.
         foreach (var (name, p) in parameters)
         {
@@ -118,6 +118,7 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
             throw new InvalidDataException($"{weights.Folder}: tensor \"{name}\" is not a parameter of this model (check the config)");
         }
         foreach (var (name, p) in parameters) weights.CopyInto(name, p);
+        Interlocked.Increment(ref _baseRevision);
     }
 
     /// <summary>
@@ -131,7 +132,7 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
     {
         ArgumentNullException.ThrowIfNull(folder);
         Directory.CreateDirectory(folder);
-        var tensors = named_parameters().Select(p => (p.name, (Tensor)p.parameter)).ToList();
+        var tensors = BaseParameters().Select(p => (p.name, (Tensor)p.parameter)).ToList(); // adapters: SaveAdapter
         SafetensorsFolder.Save(folder, tensors, dtype, maxShardBytes);
         string dtypeName = (dtype ?? tensors[0].Item2.dtype) switch
         {
@@ -350,9 +351,10 @@ sealed class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>Grouped-query self-attention with rotary embeddings (<c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>; biases as the config says).</summary>
-sealed class LlamaAttention : nn.Module<Tensor, Tensor>
+sealed class LlamaAttention : nn.Module<Tensor, Tensor>, ILoraHost
 {
-    readonly Linear q_proj, k_proj, v_proj, o_proj;
+    // Slots, not readonly: an adapter wraps them (ILoraHost, LlamaModel.Lora.cs).
+    nn.Module<Tensor, Tensor> q_proj, k_proj, v_proj, o_proj;
     readonly int _heads, _kvHeads, _headDim;
 
     public LlamaAttention(LlamaConfig config) : base("LlamaAttention")
@@ -368,6 +370,28 @@ sealed class LlamaAttention : nn.Module<Tensor, Tensor>
     }
 
     public override Tensor forward(Tensor x) => throw new NotSupportedException("call forward(x, cos, sin, ...)");
+
+    public IReadOnlyList<string> ProjectionNames { get; } = ["q_proj", "k_proj", "v_proj", "o_proj"];
+
+    public nn.Module<Tensor, Tensor> GetProjection(string name) => name switch
+    {
+        "q_proj" => q_proj, "k_proj" => k_proj, "v_proj" => v_proj, "o_proj" => o_proj,
+        _ => throw new ArgumentOutOfRangeException(nameof(name), name, null),
+    };
+
+    public void SetProjection(string name, nn.Module<Tensor, Tensor> module)
+    {
+        _ = GetProjection(name);
+        register_module(name, null!); // unregisters
+        register_module(name, module);
+        switch (name)
+        {
+            case "q_proj": q_proj = module; break;
+            case "k_proj": k_proj = module; break;
+            case "v_proj": v_proj = module; break;
+            default: o_proj = module; break;
+        }
+    }
 
     static Tensor RotateHalf(Tensor x)
     {
@@ -396,9 +420,10 @@ sealed class LlamaAttention : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>SwiGLU feed-forward: <c>down_proj(silu(gate_proj(x)) * up_proj(x))</c>.</summary>
-sealed class LlamaMlp : nn.Module<Tensor, Tensor>
+sealed class LlamaMlp : nn.Module<Tensor, Tensor>, ILoraHost
 {
-    readonly Linear gate_proj, up_proj, down_proj;
+    // Slots, not readonly: an adapter wraps them (ILoraHost, LlamaModel.Lora.cs).
+    nn.Module<Tensor, Tensor> gate_proj, up_proj, down_proj;
 
     public LlamaMlp(LlamaConfig config) : base("LlamaMLP")
     {
@@ -409,6 +434,27 @@ sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     }
 
     public override Tensor forward(Tensor x) => down_proj.forward(F.silu(gate_proj.forward(x)) * up_proj.forward(x));
+
+    public IReadOnlyList<string> ProjectionNames { get; } = ["gate_proj", "up_proj", "down_proj"];
+
+    public nn.Module<Tensor, Tensor> GetProjection(string name) => name switch
+    {
+        "gate_proj" => gate_proj, "up_proj" => up_proj, "down_proj" => down_proj,
+        _ => throw new ArgumentOutOfRangeException(nameof(name), name, null),
+    };
+
+    public void SetProjection(string name, nn.Module<Tensor, Tensor> module)
+    {
+        _ = GetProjection(name);
+        register_module(name, null!); // unregisters
+        register_module(name, module);
+        switch (name)
+        {
+            case "gate_proj": gate_proj = module; break;
+            case "up_proj": up_proj = module; break;
+            default: down_proj = module; break;
+        }
+    }
 }
 
 /// <summary>Root-mean-square norm computed in float32 (parameter <c>weight</c>), as Hugging Face's LlamaRMSNorm.</summary>

@@ -174,6 +174,16 @@ internal static unsafe class LlamaNative
         (delegate* unmanaged[Cdecl]<IntPtr, int, int, void>)Export(Llama, "llama_set_n_threads");
     static readonly delegate* unmanaged[Cdecl]<IntPtr, IntPtr, void> s_logSet =
         (delegate* unmanaged[Cdecl]<IntPtr, IntPtr, void>)Export(Llama, "llama_log_set");
+    static readonly delegate* unmanaged[Cdecl]<IntPtr, byte*, IntPtr> s_adapterLoraInit =
+        (delegate* unmanaged[Cdecl]<IntPtr, byte*, IntPtr>)Export(Llama, "llama_adapter_lora_init");
+    static readonly delegate* unmanaged[Cdecl]<IntPtr, void> s_adapterLoraFree =
+        (delegate* unmanaged[Cdecl]<IntPtr, void>)Export(Llama, "llama_adapter_lora_free");
+    static readonly delegate* unmanaged[Cdecl]<IntPtr, IntPtr*, nuint, float*, int> s_setAdaptersLora =
+        (delegate* unmanaged[Cdecl]<IntPtr, IntPtr*, nuint, float*, int>)Export(Llama, "llama_set_adapters_lora");
+    // llama_adapter_lora::get_weight(ggml_tensor*), exported by libllama (C++ member: `this` first). The C API has no
+    // way to reach an adapter's tensors; this returns its llama_adapter_lora_weight { ggml_tensor* a; ggml_tensor* b; }.
+    static readonly delegate* unmanaged[Cdecl]<IntPtr, IntPtr, IntPtr> s_adapterLoraGetWeight =
+        (delegate* unmanaged[Cdecl]<IntPtr, IntPtr, IntPtr>)Export(Llama, "_ZN18llama_adapter_lora10get_weightEP11ggml_tensor");
 
     public static LlamaModelParams ModelDefaultParams() => s_modelDefaultParams();
 
@@ -253,6 +263,33 @@ internal static unsafe class LlamaNative
 
     /// <summary>Routes llama.cpp and ggml log lines to <paramref name="callback"/> (<c>void cb(int level, const char*, void*)</c>).</summary>
     public static void LogSet(delegate* unmanaged[Cdecl]<int, byte*, IntPtr, void> callback) => s_logSet((IntPtr)callback, IntPtr.Zero);
+
+    /// <summary>Loads a GGUF LoRA adapter for <paramref name="model"/> (file only); zero on failure (see llama.cpp's log).</summary>
+    public static IntPtr AdapterLoraInit(LlamaModelHandle model, string path)
+    {
+        fixed (byte* p = NullTerminatedUtf8(path)) return s_adapterLoraInit(model.DangerousGetHandle(), p);
+    }
+
+    /// <summary>Frees an adapter (and removes it from its model); unset it from every context first.</summary>
+    public static void AdapterLoraFree(IntPtr adapter) => s_adapterLoraFree(adapter);
+
+    /// <summary>Replaces the context's adapters; the graph applies <c>scale</c> (times alpha / r when the GGUF sets alpha).</summary>
+    public static int SetAdaptersLora(LlamaContextHandle context, IntPtr adapter, float scale)
+    {
+        IntPtr* adapters = stackalloc IntPtr[1];
+        float* scales = stackalloc float[1];
+        adapters[0] = adapter;
+        scales[0] = scale;
+        return s_setAdaptersLora(context.DangerousGetHandle(), adapter == IntPtr.Zero ? null : adapters, adapter == IntPtr.Zero ? 0u : 1u,
+            adapter == IntPtr.Zero ? null : scales);
+    }
+
+    /// <summary>The adapter's (lora_a, lora_b) tensors for base tensor <paramref name="modelTensor"/>, or zeros when it has none.</summary>
+    public static (IntPtr A, IntPtr B) AdapterLoraWeight(IntPtr adapter, IntPtr modelTensor)
+    {
+        var weight = (IntPtr*)s_adapterLoraGetWeight(adapter, modelTensor);
+        return weight == null ? (IntPtr.Zero, IntPtr.Zero) : (weight[0], weight[1]);
+    }
 
     internal static byte[] NullTerminatedUtf8(string s)
     {

@@ -83,18 +83,29 @@ internal sealed unsafe class EngineModel : IDisposable
         return new EngineModel(handle, state.Tensors, sources, ggmlType);
     }
 
-    /// <summary>Overwrites every trainer-sourced tensor with <paramref name="parameters"/>, converting dtype in the same pass.</summary>
-    public void CopyWeights(IReadOnlyDictionary<string, Tensor> parameters)
+    /// <summary>
+    /// Overwrites every trainer-sourced tensor with <paramref name="parameters"/>, converting dtype in the same pass;
+    /// with <paramref name="onlyTrainable"/> only those whose parameter requires gradients (a step changes no other).
+    /// Returns the bytes written.
+    /// </summary>
+    public long CopyWeights(IReadOnlyDictionary<string, Tensor> parameters, bool onlyTrainable = false)
     {
         using var _ = torch.no_grad();
+        long bytes = 0;
         foreach (var t in Tensors)
         {
             if (t.Source.SourceName is not { } name) continue;
             if (!parameters.TryGetValue(name, out var source))
                 throw new InvalidOperationException($"The trainer model no longer has parameter '{name}'.");
+            if (onlyTrainable && !source.requires_grad) continue;
             WeightWriter.Write(t.Tensor, t.Name, source, t.Source.PermuteHeads);
+            bytes += GgmlNative.ByteCount(t.Tensor);
         }
+        return bytes;
     }
+
+    /// <summary>The engine tensor filled from trainer parameter <paramref name="sourceName"/> (Hugging Face name), or null.</summary>
+    public EngineTensor? FindBySource(string sourceName) => Tensors.FirstOrDefault(t => t.Source.SourceName == sourceName);
 
     public void Dispose() => Handle.Dispose();
 

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using TorchSharp;
 using VectorLm.Distributed;
+using VectorLm.Models;
 using VectorLm.Native;
 using static TorchSharp.torch;
 
@@ -19,6 +20,11 @@ public sealed record ParityReport(float MaxAbsDiff, float LogitScale, float Tole
     public float Relative => MaxAbsDiff / Math.Max(LogitScale, 1e-6f);
 }
 
+/// <summary>Where an engine reads a model's LoRA adapter (see <see cref="LlamaModel.AdapterWeights"/>).</summary>
+/// <param name="Weights">The adapted projections now; empty when the model has no adapter.</param>
+/// <param name="BaseRevision">Changes when the base weights change outside optimizer steps (load, merge).</param>
+internal sealed record LoraSource(Func<IReadOnlyList<LoraWeights>> Weights, Func<long> BaseRevision);
+
 /// <summary>
 /// llama.cpp (through LLamaSharp's native libraries) sampling from the model being trained. Built in memory from the
 /// trainer's parameters; after an optimizer step it is marked stale and the next <c>Generate</c> or
@@ -36,13 +42,17 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
     readonly EngineModel _model;
     readonly IDisposable _subscription;
     readonly TokenSampler _sampler;
+    readonly LoraSource? _lora;
+    EngineLoraAdapter? _adapter;
+    float _adapterScale;
+    long _syncedBaseRevision;
     LlamaContextHandle? _context;
     int _stale;
     long _version;
     bool _disposed;
 
     LlamaSamplingEngine(TrainerContext trainer, LlamaArchitecture arch, Func<IReadOnlyDictionary<string, Tensor>> parameters,
-        ITokenCodec codec, Func<Tensor, Tensor>? referenceForward, EngineOptions options)
+        ITokenCodec codec, Func<Tensor, Tensor>? referenceForward, EngineOptions options, LoraSource? lora)
     {
         _trainer = trainer;
         _arch = arch;
@@ -54,6 +64,21 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
         Threads = options.Threads ?? DefaultThreads(Environment.ProcessorCount, trainer.LocalWorldSize);
         _sampler = new TokenSampler(arch.VocabSize);
         _model = EngineModel.Build(arch, parameters(), codec, options.WeightType);
+        _lora = lora;
+        try
+        {
+            if (lora is not null)
+            {
+                _syncedBaseRevision = lora.BaseRevision();
+                var weights = lora.Weights();
+                if (weights.Count > 0) LastSyncBytes += ApplyAdapter(weights);
+            }
+        }
+        catch
+        {
+            _model.Dispose();
+            throw;
+        }
         _subscription = trainer.OnWeightsChanged(MarkStale);
     }
 
@@ -67,7 +92,13 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
     /// </summary>
     public static LlamaSamplingEngine Create(TrainerContext trainer, LlamaArchitecture architecture,
         Func<IReadOnlyDictionary<string, Tensor>> parameters, ITokenCodec tokenizer, Func<Tensor, Tensor>? referenceForward = null,
-        EngineOptions? options = null)
+        EngineOptions? options = null) =>
+        Create(trainer, architecture, parameters, tokenizer, referenceForward, options, lora: null);
+
+    /// <summary>As the public <c>Create</c>, plus a model's LoRA adapter, applied by llama.cpp on top of the base.</summary>
+    internal static LlamaSamplingEngine Create(TrainerContext trainer, LlamaArchitecture architecture,
+        Func<IReadOnlyDictionary<string, Tensor>> parameters, ITokenCodec tokenizer, Func<Tensor, Tensor>? referenceForward,
+        EngineOptions? options, LoraSource? lora)
     {
         ArgumentNullException.ThrowIfNull(trainer);
         ArgumentNullException.ThrowIfNull(architecture);
@@ -76,7 +107,7 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
         options ??= new EngineOptions();
         Validate(options, architecture);
         NativeLog.Install();
-        var engine = new LlamaSamplingEngine(trainer, architecture, parameters, tokenizer, referenceForward, options);
+        var engine = new LlamaSamplingEngine(trainer, architecture, parameters, tokenizer, referenceForward, options, lora);
         try
         {
             if (options.ParityCheck != ParityCheckMode.Never && referenceForward is not null) engine.CheckParity();
@@ -110,6 +141,12 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
     /// <summary>Bytes the engine's weights occupy (what a swap copies).</summary>
     public long WeightBytes => _model.SourcedBytes;
 
+    /// <summary>Bytes of the LoRA adapter loaded into the engine (0 without one).</summary>
+    public long AdapterBytes { get { lock (_gate) return _adapter?.Bytes ?? 0; } }
+
+    /// <summary>Bytes the last sync wrote into the engine (with a frozen base and an adapter: the adapter's).</summary>
+    internal long LastSyncBytes { get; private set; }
+
     internal EngineModel Model => _model;
 
     /// <inheritdoc />
@@ -139,12 +176,63 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
 
     void SyncLocked()
     {
-        if (Interlocked.Exchange(ref _stale, 0) == 0) return;
-        _model.CopyWeights(_parameters());
+        // Besides optimizer steps (stale), an adapter added, loaded or merged, or base weights loaded, need a sync.
+        var adapterWeights = _lora?.Weights();
+        long revision = _lora?.BaseRevision() ?? 0;
+        bool adapterChanged = _lora is not null && (revision != _syncedBaseRevision
+            || (adapterWeights!.Count > 0) != (_adapter is not null)
+            || (_adapter is not null && !_adapter.Fits(adapterWeights!)));
+        if (Interlocked.Exchange(ref _stale, 0) == 0 && !adapterChanged) return;
+        if (adapterWeights is { Count: > 0 })
+        {
+            // The base is frozen under an adapter: only trainable parameters (none, usually) and the adapter move,
+            // unless the base itself changed since the last sync.
+            LastSyncBytes = _model.CopyWeights(_parameters(), onlyTrainable: revision == _syncedBaseRevision);
+            LastSyncBytes += ApplyAdapter(adapterWeights);
+        }
+        else
+        {
+            DropAdapter();
+            LastSyncBytes = _model.CopyWeights(_parameters());
+        }
+        _syncedBaseRevision = revision;
         // Cached keys/values were computed with the old weights; live sequences go with them.
         if (_context is not null) LlamaNative.MemoryClear(_context, data: true);
         Interlocked.Increment(ref _version);
         if (Options.ParityCheck == ParityCheckMode.EverySync && _referenceForward is not null) CheckParityLocked();
+    }
+
+    // Loads the adapter on first use (or when its modules or rank change), then writes its values in place.
+    long ApplyAdapter(IReadOnlyList<LoraWeights> weights)
+    {
+        long bytes;
+        if (_adapter is not null && _adapter.Fits(weights)) bytes = _adapter.CopyWeights(weights);
+        else
+        {
+            DropAdapter();
+            _adapter = EngineLoraAdapter.Load(_model, weights);
+            bytes = _adapter.Bytes;
+        }
+        float scale = (float)weights[0].Scale;
+        if (weights.Any(w => (float)w.Scale != scale))
+            throw new InvalidOperationException("The adapter's modules have different scales; the llama.cpp engine applies one scale per adapter.");
+        _adapterScale = scale;
+        if (_context is not null) SetAdapterOn(_context);
+        return bytes;
+    }
+
+    void SetAdapterOn(LlamaContextHandle context)
+    {
+        int rc = LlamaNative.SetAdaptersLora(context, _adapter?.Handle ?? IntPtr.Zero, _adapterScale);
+        if (rc != 0) throw new InvalidOperationException($"llama_set_adapters_lora returned {rc}.");
+    }
+
+    void DropAdapter()
+    {
+        if (_adapter is null) return;
+        if (_context is not null) LlamaNative.SetAdaptersLora(_context, IntPtr.Zero, 0);
+        _adapter.Dispose();
+        _adapter = null;
     }
 
     /// <summary>Frees the KV cache; the next generate allocates it again.</summary>
@@ -420,6 +508,7 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
         if (raw == IntPtr.Zero)
             throw new InvalidOperationException($"llama_init_from_model failed (context {cp.ContextSize} tokens, {cp.MaxSequences} sequences); see llama.cpp's log on stderr.");
         _context = new LlamaContextHandle(raw, _model.Handle);
+        if (_adapter is not null) SetAdapterOn(_context);
         return _context;
     }
 
@@ -451,6 +540,8 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
             _subscription.Dispose();
             _context?.Dispose();
             _context = null;
+            _adapter?.Dispose();
+            _adapter = null;
             _model.Dispose();
         }
     }

@@ -12,7 +12,9 @@ public static class SamplerExtensions
     /// optimizer step of <paramref name="trainer"/> and updated in place on the next generate. By default the parity
     /// gate compares its logits with <paramref name="model"/>'s once, at creation. <see cref="EngineOptions.Backend"/>
     /// picks the engine; <see cref="SamplingBackend.Auto"/> takes the torch engine when the model is on a CUDA device and
-    /// llama.cpp on the CPU (see <see cref="ResolveBackend"/>).
+    /// llama.cpp on the CPU (see <see cref="ResolveBackend"/>). A LoRA adapter on the model
+    /// (<see cref="LlamaModel.AddLora"/>) is applied by the llama.cpp engine on top of the base, and a sync after a
+    /// step then writes only the adapter's tensors; the torch engine refuses a model with an adapter for now.
     /// </summary>
     public static IColocatedSampler CreateSampler(this TrainerContext trainer, LlamaModel model, Tokenizer tokenizer, EngineOptions? options = null)
     {
@@ -27,15 +29,23 @@ public static class SamplerExtensions
         {
             using var _ = no_grad();
             // The engine holds the parameters' own values (the f32 masters under bf16-mixed): compare with them
-            // in full precision, not with an autocast or TF32 forward.
+            // in full precision, not with an autocast or TF32 forward. It never drops out either: compare with the
+            // model in eval mode (LoRA dropout), then restore its mode.
             using var full = Training.Precision.Full32.Use();
-            return model.forward(ids);
+            bool training = model.training;
+            model.eval();
+            try { return model.forward(ids); }
+            finally { if (training) model.train(); }
         };
         var architecture = Architecture(model.Config);
         var codec = new TokenizerCodec(tokenizer);
-        return ResolveBackend(options.Backend, model.parameters().First().device) == SamplingBackend.Torch
-            ? TorchSamplingEngine.Create(trainer, architecture, () => Parameters(model), codec, reference, options)
-            : LlamaSamplingEngine.Create(trainer, architecture, () => Parameters(model), codec, reference, options);
+        if (ResolveBackend(options.Backend, model.parameters().First().device) == SamplingBackend.Torch)
+            // Checked at every sync, not only here: an adapter added later must not be silently left out.
+            return TorchSamplingEngine.Create(trainer, architecture, () => model.Lora is null ? Parameters(model)
+                : throw new NotSupportedException("The torch sampling engine does not apply LoRA adapters yet; use EngineOptions.Backend = " +
+                    "SamplingBackend.LlamaCpp, or MergeAdapter first."), codec, reference, options);
+        return LlamaSamplingEngine.Create(trainer, architecture, () => Parameters(model), codec, reference, options,
+            new LoraSource(model.AdapterWeights, () => model.BaseRevision));
     }
 
     /// <summary>
@@ -56,7 +66,7 @@ public static class SamplerExtensions
     static IReadOnlyDictionary<string, Tensor> Parameters(LlamaModel model)
     {
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (name, p) in model.named_parameters()) result[name] = p;
+        foreach (var (name, p) in model.BaseParameters()) result[name] = p; // the adapter goes in as an adapter
         return result;
     }
 }

@@ -44,7 +44,8 @@ public sealed record TrainerOptions
 /// <para>One <see cref="Step()"/> = next batch, forward, loss, backward, clip, set the scheduled learning rate,
 /// optimizer step, zero gradients. Temporaries live in a dispose scope, so memory stays flat.</para>
 /// <para>Checkpoint layout under a root folder: <c>step-NNNNNNNN/</c> holding <c>config.json</c>,
-/// <c>model.safetensors</c>, <c>optimizer.bin</c> (TorchSharp optimizer state) and <c>trainer_state.json</c> (step,
+/// <c>model.safetensors</c> (with a LoRA adapter instead: <c>adapter_config.json</c> and
+/// <c>adapter_model.safetensors</c>; the frozen base is not stored), <c>optimizer.bin</c> (TorchSharp optimizer state) and <c>trainer_state.json</c> (step,
 /// data position, shuffle seed, every rank's torch CPU RNG state, the size of each file), plus a <c>latest</c> file
 /// naming the newest. A checkpoint is written under <c>.tmp</c>, flushed to the disk (files, then the folder), renamed
 /// when complete, and <c>latest</c> is replaced the same way, so a crash or power loss at any point leaves the previous
@@ -189,7 +190,9 @@ public sealed class Trainer : IDisposable
             }
             if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true); // left by an earlier crash
             Directory.CreateDirectory(tmp);
-            Model.SaveTo(tmp);
+            // With a LoRA adapter the base is frozen: the checkpoint holds the adapter (PEFT layout), not the base.
+            if (Model.Lora is not null) Model.SaveAdapter(tmp);
+            else Model.SaveTo(tmp);
             AfterModelWritten?.Invoke(tmp);
             Optimizer.save_state_dict(Path.Combine(tmp, OptimizerFile));
             // Written last, with the size of every other file: its presence and those sizes make the checkpoint complete.
@@ -274,9 +277,19 @@ public sealed class Trainer : IDisposable
         long seed = state["data_seed"]!.GetValue<long>();
         if (worldSize != Data.WorldSize || batchSize != Data.BatchSize || seed != Data.Seed)
             throw new InvalidDataException($"{folder}: saved with world size {worldSize}, batch size {batchSize}, data seed {seed}; this run has {Data.WorldSize}, {Data.BatchSize}, {Data.Seed}");
-        var config = LlamaConfig.Load(Path.Combine(folder, "config.json"));
-        if (config != Model.Config) throw new InvalidDataException($"{folder}: the checkpoint's config differs from the model's");
-        using (var weights = SafetensorsFolder.Open(folder)) Model.LoadWeights(weights);
+        bool adapterCheckpoint = File.Exists(Path.Combine(folder, LlamaModel.AdapterConfigFileName));
+        if (adapterCheckpoint != (Model.Lora is not null))
+            throw new InvalidDataException(adapterCheckpoint
+                ? $"{folder}: the checkpoint holds a LoRA adapter but the model has none; call AddLora before creating the Trainer"
+                : $"{folder}: the checkpoint holds full weights but the model has a LoRA adapter");
+        if (adapterCheckpoint) Model.LoadAdapter(folder);
+        else
+        {
+            var config = LlamaConfig.Load(Path.Combine(folder, "config.json"));
+            if (config != Model.Config) throw new InvalidDataException($"{folder}: the checkpoint's config differs from the model's");
+            using var weights = SafetensorsFolder.Open(folder);
+            Model.LoadWeights(weights);
+        }
         Optimizer.load_state_dict(Path.Combine(folder, OptimizerFile));
         StepCount = state["step"]!.GetValue<int>();
         Data.Seek(new DataPosition(state["epoch"]!.GetValue<int>(), state["batch_in_epoch"]!.GetValue<int>()));

@@ -1,0 +1,154 @@
+using TorchSharp;
+using VectorLm.Models;
+using VectorLm.Tokenization;
+using VectorLm.Training;
+using static TorchSharp.torch;
+
+namespace VectorLm.Sampling.Tests;
+
+/// <summary>A LoRA adapter in the llama.cpp engine: loaded once, updated in place, checked by the parity gate.</summary>
+public class LoraEngineTests
+{
+    static readonly EngineOptions F32 = new() { WeightType = EngineWeightType.F32, ContextLength = 64, MaxSequences = 2, BatchTokens = 64, Threads = 1 };
+    static readonly LlamaConfig Config = LlamaConfig.Tiny with { TieWordEmbeddings = false };
+    static readonly int[] Probe = [1, 20, 31, 45, 52, 77, 90, 101, 7, 3];
+
+    // An adapter with random B, so it visibly changes the output (a fresh one, B = 0, would not).
+    static LlamaModel AdaptedModel(LoraConfig lora, int seed = 1)
+    {
+        var m = LlamaModel.Create(Config, seed: seed);
+        m.AddLora(lora);
+        var g = new Generator((ulong)seed + 100);
+        using (no_grad())
+            foreach (var w in m.AdapterWeights())
+                w.B.copy_(randn(w.B.shape, generator: g) * 0.05);
+        m.eval();
+        return m;
+    }
+
+    static float[] TrainerLogits(LlamaModel m)
+    {
+        using var _ = no_grad();
+        using var ids = tensor(Probe.Select(i => (long)i).ToArray(), [1, Probe.Length]);
+        return m.forward(ids).contiguous().data<float>().ToArray();
+    }
+
+    static float MaxRelativeDiff(float[] a, float[] b)
+    {
+        float diff = 0, scale = 0;
+        for (int i = 0; i < a.Length; i++) { diff = Math.Max(diff, Math.Abs(a[i] - b[i])); scale = Math.Max(scale, Math.Abs(b[i])); }
+        return diff / scale;
+    }
+
+    static string[] StagedFiles() => Directory.GetFiles(EngineLoraAdapter.StagingDirectory, $"vectorlm-lora-{Environment.ProcessId}-*");
+
+    [Theory]
+    [InlineData(false, 16, EngineWeightType.F32)]
+    [InlineData(true, 1, EngineWeightType.F32)] // rsLoRA's alpha / sqrt(r) scale, and rank 1 (ggml sees A as a vector)
+    [InlineData(false, 8, EngineWeightType.F16)] // the adapter in the engine's type
+    public void Engine_applies_the_adapter_and_the_parity_gate_covers_base_plus_adapter(bool rsLora, int rank, EngineWeightType type)
+    {
+        using var m = AdaptedModel(new LoraConfig { R = rank, Alpha = 2 * rank, UseRsLora = rsLora });
+        using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { WeightType = type }); // gate runs at build
+        float tolerance = type == EngineWeightType.F32 ? 1e-3f : 5e-2f;
+        Assert.True(engine.CheckParity().Relative <= tolerance);
+        Assert.True(engine.AdapterBytes > 0);
+        Assert.Empty(StagedFiles()); // the one-time GGUF is gone
+
+        var engineLogits = engine.EvaluateLogits(Probe);
+        var trainerLogits = TrainerLogits(m);
+        Assert.True(MaxRelativeDiff(engineLogits, trainerLogits) <= tolerance);
+        Assert.Equal(type == EngineWeightType.F32 ? 4 : 2, (int)(engine.AdapterBytes / m.AdapterWeights().Sum(w => w.A.numel() + w.B.numel())));
+        // The adapter matters: without it the base model's logits are far away.
+        using var baseModel = LlamaModel.Create(Config, seed: 1);
+        Assert.True(MaxRelativeDiff(TrainerLogits(baseModel), trainerLogits) > 4 * tolerance, "the adapter should change the logits");
+    }
+
+    [Fact]
+    public void The_parity_gate_compares_without_dropout_and_leaves_the_model_training()
+    {
+        using var m = AdaptedModel(new LoraConfig { R = 4, Alpha = 8, Dropout = 0.5 });
+        m.train();
+        using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { ParityCheck = ParityCheckMode.EverySync });
+        Assert.True(engine.CheckParity().Relative <= 1e-3f);
+        Assert.True(m.training);
+    }
+
+    [Fact]
+    public void A_sync_after_a_step_writes_only_the_adapter_and_the_engine_follows_the_trainer()
+    {
+        using var m = AdaptedModel(new LoraConfig { R = 4, Alpha = 8 });
+        using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32);
+        var before = engine.EvaluateLogits(Probe);
+        long version = engine.WeightVersion;
+
+        m.train();
+        using var opt = Optimizers.AdamW(m, 5e-2);
+        using var ids = tensor(Probe.Select(i => (long)i).ToArray(), [1, Probe.Length]);
+        for (int step = 0; step < 2; step++)
+        {
+            opt.zero_grad();
+            using var loss = m.Loss(ids.narrow(1, 0, Probe.Length - 1), ids.narrow(1, 1, Probe.Length - 1));
+            loss.backward();
+            opt.step();
+        }
+        m.eval();
+        engine.MarkStale();
+        engine.SyncWeights();
+
+        Assert.Equal(version + 1, engine.WeightVersion);
+        Assert.Equal(engine.AdapterBytes, engine.LastSyncBytes); // no base bytes: the base is frozen
+        Assert.True(engine.AdapterBytes * 10 < engine.WeightBytes, $"adapter {engine.AdapterBytes} B, base {engine.WeightBytes} B");
+        var after = engine.EvaluateLogits(Probe);
+        Assert.True(MaxRelativeDiff(after, before) > 1e-3f, "the steps should have moved the engine's output");
+        Assert.True(MaxRelativeDiff(after, TrainerLogits(m)) <= 1e-3f);
+        Assert.True(engine.CheckParity().Relative <= 1e-3f);
+        Assert.Empty(StagedFiles());
+    }
+
+    [Fact]
+    public void Merging_loading_and_replacing_adapters_are_followed_without_a_step()
+    {
+        var dir = Directory.CreateTempSubdirectory("vlm-lora");
+        try
+        {
+            using var m = AdaptedModel(new LoraConfig { R = 4, Alpha = 8, TargetModules = ["q_proj", "k_proj", "o_proj"] });
+            m.SaveAdapter(Path.Combine(dir.FullName, "a"));
+            using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32);
+            var adapted = engine.EvaluateLogits(Probe);
+
+            // Merge: the adapter leaves the engine and the base is copied in full.
+            m.MergeAdapter();
+            var merged = engine.EvaluateLogits(Probe);
+            Assert.Equal(0, engine.AdapterBytes);
+            Assert.Equal(engine.WeightBytes, engine.LastSyncBytes);
+            Assert.True(MaxRelativeDiff(merged, adapted) <= 1e-3f);
+            Assert.True(MaxRelativeDiff(merged, TrainerLogits(m)) <= 1e-3f);
+
+            // A new adapter of another rank and other targets is loaded (once) into the engine.
+            m.AddLora(new LoraConfig { R = 2, Alpha = 4, TargetModules = ["v_proj", "gate_proj", "down_proj"] });
+            using (no_grad()) foreach (var w in m.AdapterWeights()) w.B.fill_(0.02);
+            var fresh = engine.EvaluateLogits(Probe);
+            Assert.True(MaxRelativeDiff(fresh, merged) > 1e-3f);
+            Assert.True(MaxRelativeDiff(fresh, TrainerLogits(m)) <= 1e-3f);
+            Assert.Equal(engine.AdapterBytes, engine.LastSyncBytes);
+
+            // Loading a saved adapter into a base model: the engine follows.
+            using var other = LlamaModel.Create(Config, seed: 1);
+            using var otherEngine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(other, Tokenizer.ByteLevel(), F32);
+            other.LoadAdapter(Path.Combine(dir.FullName, "a"));
+            other.eval();
+            Assert.True(MaxRelativeDiff(otherEngine.EvaluateLogits(Probe), adapted) <= 1e-3f);
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [Fact]
+    public void The_torch_engine_refuses_an_adapter_instead_of_sampling_from_the_base()
+    {
+        using var m = AdaptedModel(new LoraConfig { R = 2 });
+        var e = Assert.Throws<NotSupportedException>(() =>
+            TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { Backend = SamplingBackend.Torch }).Dispose());
+        Assert.Contains("LoRA", e.Message);
+    }
+}
