@@ -38,8 +38,9 @@ public sealed class HotswapBenchmark : IBenchmark
         {
             foreach (var type in new[] { EngineWeightType.F16, EngineWeightType.F32 })
             {
-                var options = new EngineOptions { WeightType = type, ContextLength = 64, MaxSequences = 2, BatchTokens = 64, Threads = threads, ParityCheck = ParityCheckMode.Never };
-                using var engine = TrainerContext.SingleProcess().CreateSampler(model, tokenizer, options);
+                var options = new EngineOptions { WeightType = type, ContextLength = 64, MaxSequences = 2, BatchTokens = 64, Threads = threads,
+                    ParityCheck = ParityCheckMode.Never, Backend = SamplingBackend.LlamaCpp };
+                using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(model, tokenizer, options);
                 double parity = engine.CheckParity().MaxAbsDiff;
                 long bytes = engine.WeightBytes;
 

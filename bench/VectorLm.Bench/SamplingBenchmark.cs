@@ -10,13 +10,13 @@ using static TorchSharp.torch;
 namespace VectorLm.Bench;
 
 /// <summary>
-/// Engine tokens/s versus two plain TorchSharp generate loops on the same ~58M-parameter Llama and thread count:
-/// one recomputing the whole prefix each step (a cache-less model.generate) and one with a KV cache.
+/// Engine tokens/s (llama.cpp and torch) versus two plain TorchSharp generate loops on the same ~58M-parameter Llama
+/// and thread count: one recomputing the whole prefix each step (a cache-less model.generate) and one with a KV cache.
 /// </summary>
 public sealed class SamplingBenchmark : IBenchmark
 {
     public string Name => "sampling";
-    public string Description => "engine tokens/s vs naive and KV-cache TorchSharp generate at batch 1/8/32/64 (~58M params, 2 threads)";
+    public string Description => "llama.cpp and torch engine tokens/s vs naive and KV-cache TorchSharp generate at batch 1/8/32/64 (~58M params, 2 threads)";
 
     public BenchReport Run(string[] args)
     {
@@ -31,7 +31,10 @@ public sealed class SamplingBenchmark : IBenchmark
         using var model = LlamaModel.Create(config, seed: 1);
         long parameterCount = model.parameters().Sum(p => p.numel());
         using var engine = TrainerContext.SingleProcess().CreateSampler(model, BenchSetup.PaddedTokenizer(config.VocabSize),
-            new EngineOptions { ContextLength = 128, MaxSequences = 64, BatchTokens = 512, Threads = threads });
+            new EngineOptions { ContextLength = 128, MaxSequences = 64, BatchTokens = 512, Threads = threads, Backend = SamplingBackend.LlamaCpp });
+        // The torch engine on the CPU: f32 (TorchSharp's CPU half matmuls are slow), the same slots.
+        using var torchEngine = TrainerContext.SingleProcess().CreateSampler(model, BenchSetup.PaddedTokenizer(config.VocabSize),
+            new EngineOptions { ContextLength = 128, MaxSequences = 64, Backend = SamplingBackend.Torch, WeightType = EngineWeightType.F32 });
 
         var report = new BenchReport(Name);
         foreach (int batch in new[] { 1, 8, 32, 64 })
@@ -45,15 +48,21 @@ public sealed class SamplingBenchmark : IBenchmark
             var result = engine.Generate(prompts, SamplingParams.Greedy(engineTokens));
             double engineTokS = result.Sum(c => c.Samples[0].TokenIds.Count) / sw.Elapsed.TotalSeconds;
 
+            torchEngine.Generate(prompts.Take(Math.Min(batch, 2)).ToList(), SamplingParams.Greedy(4));   // warm-up
+            sw.Restart();
+            result = torchEngine.Generate(prompts, SamplingParams.Greedy(engineTokens));
+            double torchTokS = result.Sum(c => c.Samples[0].TokenIds.Count) / sw.Elapsed.TotalSeconds;
+
             double kvTokS = Measure(() => GenerateWithCache(model, ids, kvTokens), batch * kvTokens);
             double naiveTokS = Measure(() => GenerateNaive(model, ids, naiveTokens), batch * naiveTokens);
             report.Add(("batch", batch), ("engine_tok_s", Math.Round(engineTokS, 1)), ("naive_tok_s", Math.Round(naiveTokS, 1)),
                 ("kv_cache_tok_s", Math.Round(kvTokS, 1)), ("vs_naive", Math.Round(engineTokS / naiveTokS, 1)),
-                ("vs_kv_cache", Math.Round(engineTokS / kvTokS, 2)));
+                ("vs_kv_cache", Math.Round(engineTokS / kvTokS, 2)),
+                ("torch_engine_tok_s", Math.Round(torchTokS, 1)), ("torch_vs_kv_cache", Math.Round(torchTokS / kvTokS, 2)));
         }
         report.Extra["params"] = parameterCount;
         report.Extra["threads"] = threads;
-        report.Notes.Add($"{parameterCount / 1e6:F1}M params (VectorLm LlamaModel); engine f16 weights, TorchSharp f32 (its KvCache for the cached loop); prompts {promptTokens} tokens; " +
+        report.Notes.Add($"{parameterCount / 1e6:F1}M params (VectorLm LlamaModel); llama.cpp engine f16 weights, torch engine f32, TorchSharp loops f32 (its KvCache for the cached loop); prompts {promptTokens} tokens; " +
             $"engine and KV-cache {engineTokens} new tokens, naive {naiveTokens}; greedy; OMP_WAIT_POLICY=PASSIVE; {threads} threads each.");
         report.Notes.Add($"1-minute load average at start {loadAtStart}, at end {BenchSetup.LoadAverage()} (a shared machine inflates every figure).");
         return report;

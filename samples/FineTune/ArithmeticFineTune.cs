@@ -57,7 +57,9 @@ public partial class ArithmeticFineTune
         var evalPrompts = ArithmeticTask.Generate(EvalPrompts, seed: 12345, MaxOperand).Select(e => e.Prompt).ToList();
 
         using var model = Model.Length > 0 ? LlamaModel.FromPretrained(Model, ctx.Device) : LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
+        // Auto: the torch engine when the model is on CUDA, llama.cpp on the CPU.
         using var sampler = ctx.CreateSampler(model, tokenizer);
+        if (ctx.IsMainRank) Console.WriteLine($"sampling backend: {sampler.GetType().Name} on {ctx.Device}");
         var optimizer = Optimizers.AdamW(model, LearningRate);
         var schedule = new CosineSchedule(LearningRate, WarmupSteps: Steps / 20, TotalSteps: Steps, MinLearningRate: LearningRate / 10);
         using var metrics = ctx.IsMainRank && MetricsFile.Length > 0 ? new MetricsWriter(MetricsFile) : null;

@@ -212,7 +212,7 @@ public partial class ArithmeticGrpo
         }
     }
 
-    static double Evaluate(LlamaSamplingEngine sampler, IReadOnlyList<string> prompts, IReadOnlyDictionary<string, string> answers)
+    static double Evaluate(ISamplingEngine sampler, IReadOnlyList<string> prompts, IReadOnlyDictionary<string, string> answers)
     {
         var completions = sampler.Generate(prompts, SamplingParams.Greedy(MaxNewTokens));
         return completions.Count(c => c.Samples[0].Text == answers[prompts[c.PromptIndex]]) / (double)prompts.Count;

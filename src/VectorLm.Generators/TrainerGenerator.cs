@@ -25,11 +25,13 @@ public sealed partial class TrainerGenerator : IIncrementalGenerator
     /// <inheritdoc />
     public void Initialize(IncrementalGeneratorInitializationContext context)
     {
+        // Unchanged trainers and files reuse their models after edits elsewhere (see ModelCache).
+        var cache = new ModelCache();
         var trainers = context.SyntaxProvider
             .ForAttributeWithMetadataName(
                 TrainerShapeRules.DistributedTrainerAttribute,
                 static (node, _) => node is ClassDeclarationSyntax,
-                static (ctx, ct) => Parser.Parse(ctx, ct))
+                (ctx, ct) => cache.Trainer(ctx, () => Parser.Parse(ctx, ct)))
             .Where(static spec => spec is not null)
             .Select(static (spec, _) => spec!)
             .WithTrackingName(TrackingNames.Trainers);
@@ -41,20 +43,11 @@ public sealed partial class TrainerGenerator : IIncrementalGenerator
         context.RegisterSourceOutput(validTrainers, static (spc, spec) => Emitter.EmitTrainer(spc, spec));
 
         // Collective calls are intercepted in every file, not only in trainers: a step in a helper class must average
-        // gradients too. One transform per file; unchanged files reuse their result (see CallSiteCache).
-        var cache = new CallSiteCache();
+        // gradients too. One transform per file.
         var callSites = context.SyntaxProvider
             .CreateSyntaxProvider(
                 static (node, _) => node is CompilationUnitSyntax,
-                (ctx, ct) =>
-                {
-                    var tree = ctx.Node.SyntaxTree;
-                    var compilation = ctx.SemanticModel.Compilation;
-                    if (cache.TryGet(tree, compilation, out var cached)) return cached;
-                    var sites = Interceptors.ParseFile(ctx.SemanticModel, ct);
-                    cache.Store(tree, compilation, sites);
-                    return sites;
-                })
+                (ctx, ct) => cache.CallSites(ctx.Node.SyntaxTree, ctx.SemanticModel.Compilation, () => Interceptors.ParseFile(ctx.SemanticModel, ct)))
             .Where(static sites => sites.Count > 0)
             .WithTrackingName(TrackingNames.CallSites);
 

@@ -121,7 +121,7 @@ public class DisposeScopeTests
             using var optimizer = Optimizers.AdamW(model, 1e-2);
             var data = Loader(ctx);
             EngineOptions options = new() { ContextLength = 32, MaxSequences = 2, BatchTokens = 32, Threads = 1 };
-            LlamaSamplingEngine? engine = null;
+            ISamplingEngine? engine = null;
             try
             {
                 using (NewDisposeScope()) engine = ctx.CreateSampler(model, Tok, options); // parity gate runs a forward here

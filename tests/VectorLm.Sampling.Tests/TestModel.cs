@@ -133,6 +133,10 @@ internal sealed class ReferenceLlama : IDisposable
         LlamaSamplingEngine.Create(trainer ?? TrainerContext.SingleProcess(), Arch, () => Parameters, new ByteCodec(), Forward,
             options ?? new EngineOptions { ContextLength = 128, MaxSequences = 8, Threads = 1 });
 
+    public TorchSamplingEngine CreateTorchEngine(EngineOptions? options = null, TrainerContext? trainer = null) =>
+        TorchSamplingEngine.Create(trainer ?? TrainerContext.SingleProcess(), Arch, () => Parameters, new ByteCodec(), Forward,
+            options ?? new EngineOptions { ContextLength = 128, MaxSequences = 8, WeightType = EngineWeightType.F32 });
+
     public void Dispose()
     {
         foreach (var t in Parameters.Values) t.Dispose();

@@ -13,7 +13,7 @@ namespace VectorLm.Reinforcement;
 /// needs no attention mask: padding comes after every real token and cannot change their logits.</para>
 /// <para>Completion tensors (<see cref="CompletionIds"/>, <see cref="CompletionMask"/>, <see cref="EngineLogProbs"/>,
 /// <see cref="Positions"/>) are <c>[rows, C]</c> with C the longest completion of this shard.</para>
-/// <para>Sharding: <see cref="ISamplingEngine.Generate"/> returns the whole rollout on every rank; <see cref="Create"/> keeps a
+/// <para>Sharding: <c>ISamplingEngine.Generate</c> returns the whole rollout on every rank; <see cref="Create"/> keeps a
 /// contiguous block of prompts with all of their samples (a group never straddles ranks, so group statistics need no
 /// collective), and every rank gets the same number of rows, so the per-rank losses average into the global one.</para>
 /// </remarks>

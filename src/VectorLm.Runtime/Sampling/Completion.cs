@@ -20,6 +20,6 @@ public enum FinishReason
 public sealed record Sample(string Text, IReadOnlyList<int> TokenIds, IReadOnlyList<float> LogProbs, FinishReason FinishReason, long WeightVersion);
 
 /// <summary>The samples of one prompt.</summary>
-/// <param name="PromptIndex">Index of the prompt in the list passed to <see cref="ISamplingEngine.Generate"/>.</param>
+/// <param name="PromptIndex">Index of the prompt in the list passed to <c>ISamplingEngine.Generate</c>.</param>
 /// <param name="Samples">Its <see cref="SamplingParams.N"/> samples, in sample-index order.</param>
 public sealed record Completion(int PromptIndex, IReadOnlyList<Sample> Samples);

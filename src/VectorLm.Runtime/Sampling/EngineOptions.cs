@@ -22,7 +22,7 @@ public enum ParityCheckMode
     EverySync,
 }
 
-/// <summary>How ranks share a distributed <see cref="ISamplingEngine.Generate"/>.</summary>
+/// <summary>How ranks share a distributed <c>ISamplingEngine.Generate</c>.</summary>
 public enum DistributedGenerateMode
 {
     /// <summary>Each rank generates every WorldSize-th prompt, then results are all-gathered.</summary>
@@ -31,16 +31,30 @@ public enum DistributedGenerateMode
     MainRank,
 }
 
-/// <summary>Settings of a <see cref="LlamaSamplingEngine"/>. The defaults suit a CPU shared with the trainer.</summary>
+/// <summary>Which engine <see cref="SamplerExtensions.CreateSampler"/> builds.</summary>
+public enum SamplingBackend
+{
+    /// <summary><see cref="Torch"/> when the model's parameters are on a CUDA device, <see cref="LlamaCpp"/> on the CPU.</summary>
+    Auto,
+    /// <summary><see cref="LlamaSamplingEngine"/>: llama.cpp on the CPU, weights copied from the trainer's device.</summary>
+    LlamaCpp,
+    /// <summary><see cref="TorchSamplingEngine"/>: TorchSharp on the model's own device (CUDA or CPU).</summary>
+    Torch,
+}
+
+/// <summary>Settings of a sampling engine (<see cref="LlamaSamplingEngine"/> or <see cref="TorchSamplingEngine"/>).</summary>
 public sealed record EngineOptions
 {
+    /// <summary>Which engine to build; <see cref="SamplingBackend.Auto"/> (the default) picks by the model's device.</summary>
+    public SamplingBackend Backend { get; init; } = SamplingBackend.Auto;
+
     /// <summary>Weight matrices' element type in the engine; f16 by default.</summary>
     public EngineWeightType WeightType { get; init; } = EngineWeightType.F16;
 
     /// <summary>Tokens per sequence (prompt plus generated); null: the model's max positions, at most 2048.</summary>
     public int? ContextLength { get; init; }
 
-    /// <summary>Sequences decoded together (llama.cpp sequence slots); finished ones are refilled from the queue.</summary>
+    /// <summary>Sequences decoded together (sequence slots of the KV cache); finished ones are refilled from the queue.</summary>
     public int MaxSequences { get; init; } = 32;
 
     /// <summary>Most tokens per llama_decode call (prompt chunks plus one token per generating sequence).</summary>
@@ -69,4 +83,21 @@ public sealed record EngineOptions
 
     /// <summary>Prepends the tokenizer's BOS token to every prompt.</summary>
     public bool AddBos { get; init; } = true;
+
+    /// <summary>
+    /// Torch engine: decode steps run on the device between two reads of the sampled tokens by the host. Finished
+    /// sequences are noticed (and their slots refilled) at these reads, so a larger value issues work with fewer
+    /// synchronisations but decodes a few wasted tokens after an end of sequence.
+    /// </summary>
+    public int DecodeChunk { get; init; } = 32;
+
+    /// <summary>Torch engine: most prompt tokens (padded) in one batched prefill forward.</summary>
+    public int PrefillTokens { get; init; } = 8192;
+
+    /// <summary>
+    /// Torch engine: candidates kept for top-p/min-p when <see cref="SamplingParams.TopK"/> is 0 (the most likely
+    /// tokens, found without a full sort). Top-p is exact when its nucleus has at most this many tokens and is cut to
+    /// them otherwise; at or above the vocabulary size it is always exact.
+    /// </summary>
+    public int TopPCandidates { get; init; } = 1024;
 }

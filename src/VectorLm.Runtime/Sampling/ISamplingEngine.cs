@@ -4,7 +4,9 @@ namespace VectorLm.Sampling;
 
 /// <summary>
 /// A fast sampler colocated with the trainer. Its weights follow the trained model: after an optimizer step they are
-/// marked stale and replaced in place on the next <see cref="Generate"/> (no reload, KV cache cleared).
+/// marked stale and replaced in place on the next <see cref="Generate(IReadOnlyList{string}, SamplingParams?, string, string, int)"/>
+/// (no reload, KV cache cleared). The SDK's engines (<see cref="IColocatedSampler"/>) add prompts as token ids and
+/// the cache and weight controls.
 /// </summary>
 public interface ISamplingEngine : IDisposable
 {
@@ -22,7 +24,7 @@ public interface ISamplingEngine : IDisposable
     /// <summary>True when the trained weights changed since the engine last copied them.</summary>
     bool IsStale { get; }
 
-    /// <summary>Marks the engine's weights stale; the next <see cref="Generate"/> or <see cref="SyncWeights"/> copies them.</summary>
+    /// <summary>Marks the engine's weights stale; the next Generate or <see cref="SyncWeights"/> copies them.</summary>
     void MarkStale();
 
     /// <summary>Copies the trained weights into the engine now if they are stale (a collective: ranks sync together).</summary>

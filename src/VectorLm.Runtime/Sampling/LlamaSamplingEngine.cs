@@ -1,7 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Security.Cryptography;
-using System.Text;
-using System.Text.Json;
 using TorchSharp;
 using VectorLm.Distributed;
 using VectorLm.Native;
@@ -24,11 +21,11 @@ public sealed record ParityReport(float MaxAbsDiff, float LogitScale, float Tole
 
 /// <summary>
 /// llama.cpp (through LLamaSharp's native libraries) sampling from the model being trained. Built in memory from the
-/// trainer's parameters; after an optimizer step it is marked stale and the next <see cref="Generate"/> or
+/// trainer's parameters; after an optimizer step it is marked stale and the next <c>Generate</c> or
 /// <see cref="SyncWeights"/> overwrites its weights in place, clears the KV cache and increments
 /// <see cref="WeightVersion"/>. Thread-safe: calls are serialised.
 /// </summary>
-public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
+public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
 {
     readonly object _gate = new();
     readonly TrainerContext _trainer;
@@ -272,94 +269,54 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
 
     /// <inheritdoc />
     [Collective]
+    [OverloadResolutionPriority(1)]   // Generate([]) means no prompts, not no token lists
     public IReadOnlyList<Completion> Generate(IReadOnlyList<string> prompts, SamplingParams? parameters = null,
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         var p = parameters ?? new SamplingParams();
-        ValidateParams(p);
+        GenerateContract.Validate(p);
         lock (_gate)
         {
             ThrowIfDisposed();
-            int world = _trainer.WorldSize;
-            if (world > 1)
-            {
-                // Barrier first: the trainer is done with the device before the engine starts.
-                _trainer.Barrier(member, file, line);
-                var hashes = _trainer.AllGather(Fingerprint(prompts, p), member, file, line);
-                for (int r = 0; r < hashes.Count; r++)
-                    if (hashes[r] != hashes[_trainer.Rank])
-                        throw new InvalidOperationException($"Generate was called with different prompts or parameters on rank {r} " +
-                            $"than on rank {_trainer.Rank} (fingerprints {hashes[r]} vs {hashes[_trainer.Rank]}); every rank must pass the same ones.");
-            }
-            if (prompts.Count == 0)
-            {
-                if (world > 1) _trainer.Barrier(member, file, line);
-                return Array.Empty<Completion>();
-            }
-            var tokenized = Tokenize(prompts);
-            SyncLocked();
-            IReadOnlyList<Completion> result;
-            if (world == 1)
-                result = GenerateLocal(Enumerable.Range(0, prompts.Count).ToList(), tokenized, p);
-            else if (Options.Mode == DistributedGenerateMode.MainRank)
-            {
-                var mine = _trainer.IsMainRank ? GenerateLocal(Enumerable.Range(0, prompts.Count).ToList(), tokenized, p) : new List<Completion>();
-                result = _trainer.Broadcast(mine.ToList(), 0, member, file, line);
-            }
-            else
-            {
-                var share = Enumerable.Range(0, prompts.Count).Where(i => i % world == _trainer.Rank).ToList();
-                var gathered = _trainer.AllGather(GenerateLocal(share, tokenized, p).ToList(), member, file, line);
-                result = gathered.SelectMany(c => c).OrderBy(c => c.PromptIndex).ToList();
-            }
-            if (Options.ReleaseCacheAfterGenerate)
-            {
-                _context?.Dispose();
-                _context = null;
-            }
-            if (world > 1) _trainer.Barrier(member, file, line);
-            return result;
+            return GenerateContract.Run(_trainer, Options.Mode, GenerateContract.Fingerprint(prompts, p), prompts.Count,
+                () => GenerateContract.Tokenize(prompts, _codec, Options.AddBos, ContextLength), SyncLocked,
+                (share, tokenized) => GenerateLocal(share, tokenized, p), AfterGenerate, member, file, line);
         }
+    }
+
+    /// <inheritdoc />
+    [Collective]
+    public IReadOnlyList<Completion> Generate(IReadOnlyList<int[]> promptTokens, SamplingParams? parameters = null,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        ArgumentNullException.ThrowIfNull(promptTokens);
+        var p = parameters ?? new SamplingParams();
+        GenerateContract.Validate(p);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            return GenerateContract.Run(_trainer, Options.Mode, GenerateContract.Fingerprint(promptTokens, p), promptTokens.Count,
+                () => GenerateContract.CheckTokens(promptTokens, ContextLength, _arch.VocabSize), SyncLocked,
+                (share, tokenized) => GenerateLocal(share, tokenized, p), AfterGenerate, member, file, line);
+        }
+    }
+
+    void AfterGenerate()
+    {
+        if (!Options.ReleaseCacheAfterGenerate) return;
+        _context?.Dispose();
+        _context = null;
     }
 
     /// <summary>Tokens the engine feeds for <paramref name="prompt"/>: the trainer tokenizer's ids, after BOS where the tokenizer adds one.</summary>
     public int[] TokenizePrompt(string prompt)
     {
-        var ids = _codec.Encode(prompt);
-        return Options.AddBos && _codec.AddBos && _codec.BosId >= 0 ? [_codec.BosId, .. ids] : ids;
+        return GenerateContract.PromptIds(_codec, Options.AddBos, prompt);
     }
 
     /// <summary>llama.cpp's own tokenization of <paramref name="text"/> with the engine's vocabulary (no BOS).</summary>
     internal int[] TokenizeWithLlama(string text) => LlamaNative.Tokenize(LlamaNative.ModelGetVocab(_model.Handle), text, addSpecial: false, parseSpecial: false);
-
-    List<int[]> Tokenize(IReadOnlyList<string> prompts)
-    {
-        var result = new List<int[]>(prompts.Count);
-        for (int i = 0; i < prompts.Count; i++)
-        {
-            var prompt = prompts[i] ?? throw new ArgumentException($"Prompt {i} is null.", nameof(prompts));
-            var ids = TokenizePrompt(prompt);
-            if (ids.Length > ContextLength)
-                throw new ArgumentException($"Prompt {i} is {ids.Length} tokens long, more than the engine's context length of {ContextLength} tokens.", nameof(prompts));
-            if (ids.Length == 0)
-                throw new ArgumentException($"Prompt {i} has no tokens (empty prompt with AddBos off).", nameof(prompts));
-            result.Add(ids);
-        }
-        return result;
-    }
-
-    static string Fingerprint(IReadOnlyList<string> prompts, SamplingParams p)
-    {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var prompt in prompts)
-        {
-            sha.AppendData(Encoding.UTF8.GetBytes(prompt ?? "\0null"));
-            sha.AppendData([0xFF]);
-        }
-        sha.AppendData(JsonSerializer.SerializeToUtf8Bytes(p));
-        return Convert.ToHexString(sha.GetHashAndReset(), 0, 12);
-    }
 
     sealed class Sequence(int promptIndex, int sampleIndex, int[] prompt, SampleRng rng)
     {
@@ -427,7 +384,7 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
                 int token = _sampler.Sample(logits, p, ref seq.Rng, out float logProb);
                 seq.Generated.Add(token);
                 seq.LogProbs.Add(logProb);
-                var finished = Finish(seq, token, p, out string? text);
+                var finished = GenerateContract.Finish(_codec, seq.Generated, seq.Fed, ContextLength, p, out string? text);
                 if (finished is { } reason)
                 {
                     samples[seq.PromptIndex][seq.SampleIndex] = new Sample(text ?? _codec.Decode(seq.Generated), seq.Generated.ToArray(),
@@ -438,35 +395,6 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
             }
         }
         return promptIndices.Select(i => new Completion(i, samples[i])).ToList();
-    }
-
-    FinishReason? Finish(Sequence seq, int token, SamplingParams p, out string? text)
-    {
-        text = null;
-        if (token == _codec.EosId)
-        {
-            text = _codec.Decode(seq.Generated.Take(seq.Generated.Count - 1).ToArray());
-            return FinishReason.EndOfSequence;
-        }
-        if (p.Stop.Count > 0)
-        {
-            var decoded = _codec.Decode(seq.Generated);
-            int end = -1;
-            foreach (var stop in p.Stop)
-            {
-                if (stop.Length == 0) continue;
-                int at = decoded.IndexOf(stop, StringComparison.Ordinal);
-                if (at >= 0 && (end < 0 || at + stop.Length < end)) end = at + stop.Length;
-            }
-            if (end >= 0)
-            {
-                text = decoded[..end];
-                return FinishReason.Stop;
-            }
-        }
-        // The next token would need a KV position past the context.
-        if (seq.Generated.Count >= p.MaxNewTokens || seq.Fed >= ContextLength) return FinishReason.Length;
-        return null;
     }
 
     LlamaContextHandle EnsureContext()
@@ -509,17 +437,6 @@ public sealed unsafe class LlamaSamplingEngine : ISamplingEngine
         if (o.ContextLength > arch.MaxPositions) throw new ArgumentException($"ContextLength {o.ContextLength} exceeds the model's max positions {arch.MaxPositions}.", nameof(o));
         if (o.Threads is < 1) throw new ArgumentException($"Threads must be at least 1, got {o.Threads}.", nameof(o));
         if (o.ParityTolerance is <= 0) throw new ArgumentException($"ParityTolerance must be positive, got {o.ParityTolerance}.", nameof(o));
-    }
-
-    static void ValidateParams(SamplingParams p)
-    {
-        if (p.N < 1) throw new ArgumentException($"SamplingParams.N must be at least 1, got {p.N}.", "parameters");
-        if (!(p.Temperature >= 0)) throw new ArgumentException($"SamplingParams.Temperature must be >= 0, got {p.Temperature}.", "parameters");
-        if (!(p.TopP > 0 && p.TopP <= 1)) throw new ArgumentException($"SamplingParams.TopP must be in (0, 1], got {p.TopP}.", "parameters");
-        if (p.MaxNewTokens < 1) throw new ArgumentException($"SamplingParams.MaxNewTokens must be at least 1, got {p.MaxNewTokens}.", "parameters");
-        if (p.TopK < 0) throw new ArgumentException($"SamplingParams.TopK must be >= 0, got {p.TopK}.", "parameters");
-        if (!(p.MinP >= 0 && p.MinP <= 1)) throw new ArgumentException($"SamplingParams.MinP must be in [0, 1], got {p.MinP}.", "parameters");
-        if (p.Stop is null) throw new ArgumentException("SamplingParams.Stop must not be null.", "parameters");
     }
 
     void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);

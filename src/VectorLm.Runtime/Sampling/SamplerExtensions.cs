@@ -4,15 +4,17 @@ using static TorchSharp.torch;
 
 namespace VectorLm.Sampling;
 
-/// <summary>Creates the colocated llama.cpp sampler of a training job.</summary>
+/// <summary>Creates the colocated sampler of a training job.</summary>
 public static class SamplerExtensions
 {
     /// <summary>
-    /// A llama.cpp engine following <paramref name="model"/>: built in memory from its parameters, marked stale after
-    /// every optimizer step of <paramref name="trainer"/> and updated in place on the next generate. By default the
-    /// parity gate compares its logits with <paramref name="model"/>'s once, at creation.
+    /// A sampling engine following <paramref name="model"/>: built from its parameters, marked stale after every
+    /// optimizer step of <paramref name="trainer"/> and updated in place on the next generate. By default the parity
+    /// gate compares its logits with <paramref name="model"/>'s once, at creation. <see cref="EngineOptions.Backend"/>
+    /// picks the engine; <see cref="SamplingBackend.Auto"/> takes the torch engine when the model is on a CUDA device and
+    /// llama.cpp on the CPU (see <see cref="ResolveBackend"/>).
     /// </summary>
-    public static LlamaSamplingEngine CreateSampler(this TrainerContext trainer, LlamaModel model, Tokenizer tokenizer, EngineOptions? options = null)
+    public static IColocatedSampler CreateSampler(this TrainerContext trainer, LlamaModel model, Tokenizer tokenizer, EngineOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(trainer);
         ArgumentNullException.ThrowIfNull(model);
@@ -20,16 +22,31 @@ public static class SamplerExtensions
         // Checkpoints often round vocab_size up past the tokenizer (Qwen2): the extra rows are never produced from text.
         if (tokenizer.VocabSize > model.Config.VocabSize)
             throw new ArgumentException($"The tokenizer has {tokenizer.VocabSize} tokens; the model's vocab_size is only {model.Config.VocabSize}.", nameof(tokenizer));
-        return LlamaSamplingEngine.Create(trainer, Architecture(model.Config), () => Parameters(model), new TokenizerCodec(tokenizer),
-            ids =>
-            {
-                using var _ = no_grad();
-                // The engine holds the parameters' own values (the f32 masters under bf16-mixed): compare with them
-                // in full precision, not with an autocast or TF32 forward.
-                using var full = Training.Precision.Full32.Use();
-                return model.forward(ids);
-            }, options);
+        options ??= new EngineOptions();
+        Func<Tensor, Tensor> reference = ids =>
+        {
+            using var _ = no_grad();
+            // The engine holds the parameters' own values (the f32 masters under bf16-mixed): compare with them
+            // in full precision, not with an autocast or TF32 forward.
+            using var full = Training.Precision.Full32.Use();
+            return model.forward(ids);
+        };
+        var architecture = Architecture(model.Config);
+        var codec = new TokenizerCodec(tokenizer);
+        return ResolveBackend(options.Backend, model.parameters().First().device) == SamplingBackend.Torch
+            ? TorchSamplingEngine.Create(trainer, architecture, () => Parameters(model), codec, reference, options)
+            : LlamaSamplingEngine.Create(trainer, architecture, () => Parameters(model), codec, reference, options);
     }
+
+    /// <summary>
+    /// The engine <paramref name="backend"/> means for a model on <paramref name="device"/>: <see cref="SamplingBackend.Auto"/>
+    /// is <see cref="SamplingBackend.Torch"/> on CUDA and <see cref="SamplingBackend.LlamaCpp"/> on the CPU, where the
+    /// llama.cpp engine measured faster than TorchSharp decoding (bench/results/sampling.json).
+    /// </summary>
+    public static SamplingBackend ResolveBackend(SamplingBackend backend, Device device) =>
+        backend != SamplingBackend.Auto ? backend
+        : device.type == TorchSharp.DeviceType.CUDA ? SamplingBackend.Torch
+        : SamplingBackend.LlamaCpp;
 
     /// <summary>The engine's view of a Hugging Face Llama config.</summary>
     public static LlamaArchitecture Architecture(LlamaConfig c) =>

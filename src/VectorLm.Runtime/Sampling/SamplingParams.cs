@@ -27,6 +27,9 @@ public sealed record SamplingParams
     /// <summary>Seed of the per-sample random streams; a sample's stream depends on (Seed, prompt index, sample index) only.</summary>
     public ulong Seed { get; init; }
 
+    /// <summary>Keep generating after the end-of-sequence token (as vLLM's <c>ignore_eos</c>; benchmarks use it for fixed lengths).</summary>
+    public bool IgnoreEos { get; init; }
+
     /// <summary>Greedy decoding of <paramref name="maxNewTokens"/> tokens.</summary>
     public static SamplingParams Greedy(int maxNewTokens = 64) => new() { Temperature = 0, MaxNewTokens = maxNewTokens };
 }

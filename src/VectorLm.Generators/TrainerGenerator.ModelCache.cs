@@ -10,49 +10,69 @@ namespace VectorLm.Generators;
 public sealed partial class TrainerGenerator
 {
     /// <summary>
-    /// Reuses a file's intercepted call sites across compilations that differ only inside member bodies of other files.
+    /// Reuses models across compilations that differ only inside member bodies of other files: a file's intercepted
+    /// call sites, and a trainer's model.
     /// </summary>
     /// <remarks>
     /// Roslyn re-runs a syntax provider's transform with a fresh semantic model on every compilation change, and
-    /// finding the collective call sites binds the invocations (milliseconds each against TorchSharp's overload sets).
-    /// What a file's calls bind to depends only on: the file itself, the declarations of every file (types, members,
-    /// signatures, attributes, usings, initializers, doc comments), the metadata references and the options. Member
-    /// bodies elsewhere cannot change it (C# infers no member types from bodies). So a file's result is reused when the
-    /// tree is the same object and the declaration fingerprint, references and options are equal. One cache per
+    /// binding costs milliseconds per call against TorchSharp's overload sets, and per trainer. What a file's code binds
+    /// to depends only on: the file itself, the declarations of every file (types, members, signatures, attributes,
+    /// usings, initializers, doc comments), the metadata references and the options. Member bodies elsewhere cannot
+    /// change it (C# infers no member types from bodies). So a result is reused when its syntax is the same object (a
+    /// trainer: every declaring tree) and the declaration fingerprint, references and options are equal. One cache per
     /// generator instance; weak keys, so nothing is kept alive by it.
     /// </remarks>
-    internal sealed class CallSiteCache
+    internal sealed class ModelCache
     {
         readonly ConditionalWeakTable<SyntaxTree, StrongBox<ulong>> _treeFingerprints = new();
         readonly ConditionalWeakTable<Compilation, StrongBox<ulong>> _compilationFingerprints = new();
-        readonly ConditionalWeakTable<SyntaxTree, Entry> _entries = new();
+        readonly ConditionalWeakTable<SyntaxTree, Entry> _callSites = new();
+        readonly ConditionalWeakTable<SyntaxNode, Entry> _trainers = new();
 
         sealed class Entry(ulong fingerprint, ImmutableArray<MetadataReference> references, CompilationOptions options,
-            EquatableArray<InterceptorSpec> sites)
+            SyntaxTree[] trees, object? value)
         {
             public ulong Fingerprint { get; } = fingerprint;
             public ImmutableArray<MetadataReference> References { get; } = references;
             public CompilationOptions Options { get; } = options;
-            public EquatableArray<InterceptorSpec> Sites { get; } = sites;
+            public SyntaxTree[] Trees { get; } = trees;
+            public object? Value { get; } = value;
         }
 
-        public bool TryGet(SyntaxTree tree, Compilation compilation, out EquatableArray<InterceptorSpec> sites)
+        /// <summary>The call sites of <paramref name="tree"/>, from the cache or from <paramref name="parse"/>.</summary>
+        public EquatableArray<InterceptorSpec> CallSites(SyntaxTree tree, Compilation compilation, System.Func<EquatableArray<InterceptorSpec>> parse)
         {
-            sites = default;
-            if (!_entries.TryGetValue(tree, out var entry)) return false;
-            if (!entry.Options.Equals(compilation.Options)
-                || !entry.References.SequenceEqual(compilation.References)
-                || entry.Fingerprint != Fingerprint(compilation))
-                return false;
-            sites = entry.Sites;
-            return true;
+            if (_callSites.TryGetValue(tree, out var entry) && IsCurrent(entry, compilation, [tree]))
+                return (EquatableArray<InterceptorSpec>)entry.Value!;
+            var sites = parse();
+            Store(_callSites, tree, compilation, [tree], sites);
+            return sites;
         }
 
-        public void Store(SyntaxTree tree, Compilation compilation, EquatableArray<InterceptorSpec> sites)
+        /// <summary>The model of the trainer at <paramref name="context"/>'s node, from the cache or from <paramref name="parse"/>.</summary>
+        public TrainerSpec? Trainer(GeneratorAttributeSyntaxContext context, System.Func<TrainerSpec?> parse)
         {
-            var entry = new Entry(Fingerprint(compilation), compilation.References.ToImmutableArray(), compilation.Options, sites);
-            _entries.Remove(tree);
-            _entries.Add(tree, entry);
+            var compilation = context.SemanticModel.Compilation;
+            var trees = context.TargetSymbol.DeclaringSyntaxReferences.Select(r => r.SyntaxTree).ToArray();
+            if (_trainers.TryGetValue(context.TargetNode, out var entry) && IsCurrent(entry, compilation, trees))
+                return (TrainerSpec?)entry.Value;
+            var spec = parse();
+            Store(_trainers, context.TargetNode, compilation, trees, spec);
+            return spec;
+        }
+
+        bool IsCurrent(Entry entry, Compilation compilation, SyntaxTree[] trees) =>
+            entry.Trees.SequenceEqual(trees)
+            && entry.Options.Equals(compilation.Options)
+            && entry.References.SequenceEqual(compilation.References)
+            && entry.Fingerprint == Fingerprint(compilation);
+
+        void Store<TKey>(ConditionalWeakTable<TKey, Entry> table, TKey key, Compilation compilation, SyntaxTree[] trees, object? value)
+            where TKey : class
+        {
+            var entry = new Entry(Fingerprint(compilation), compilation.References.ToImmutableArray(), compilation.Options, trees, value);
+            table.Remove(key);
+            table.Add(key, entry);
         }
 
         ulong Fingerprint(Compilation compilation) =>

@@ -1,0 +1,175 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using TorchSharp;
+using VectorLm.Models;
+using VectorLm.Sampling;
+using static TorchSharp.torch;
+
+namespace VectorLm.Bench;
+
+/// <summary>
+/// The torch sampling engine on a GPU: tokens/s for the 349M Llama of issue 9 (vocab 32,000 and 259, prompts of 32
+/// tokens, 256 new tokens, temperature 1, top-p 0.95) at batches 1/8/64/256, the weight swap against a device memcpy of
+/// the same bytes, and the KV cache memory a release returns. It also saves each model as a Hugging Face folder and the
+/// prompts as JSON, so bench/gpu/sampling_hf.py can run transformers' generate on the same weights (bench/gpu/sampling.sh
+/// runs both and merges the rows).
+/// </summary>
+public sealed class SamplingCudaBenchmark : IBenchmark
+{
+    public string Name => "sampling-cuda";
+    public string Description => "torch engine tok/s on CUDA (349M, vocab 32000/259, batches 1-256), swap vs memcpy, cache release; --export DIR for HF";
+
+    const int PromptTokens = 32;
+
+    public BenchReport Run(string[] args)
+    {
+        string? Arg(string name) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : null; }
+        var device = torch.device(Arg("--device") ?? "cuda");
+        string export = Arg("--export") ?? Path.Combine(Path.GetTempPath(), "vectorlm-sampling-cuda");
+        int newTokens = int.Parse(Arg("--new") ?? "256");
+        var batches = (Arg("--batches") ?? "1,8,64,256").Split(',').Select(int.Parse).ToArray();
+        var vocabs = (Arg("--vocabs") ?? "32000,259").Split(',').Select(int.Parse).ToArray();
+        bool small = args.Contains("--small");   // a tiny config: a CPU smoke test of this benchmark
+        int repeats = int.Parse(Arg("--repeats") ?? "3");
+        bool releaseOnly = args.Contains("--release-only");   // only the cache release (run with PYTORCH_NO_CUDA_MEMORY_CACHING=1)
+
+        var report = new BenchReport(Name);
+        var prompts = new Dictionary<string, int[][]>();
+        int maxBatch = batches.Max();
+        foreach (int vocab in vocabs)
+        {
+            var config = small
+                ? new LlamaConfig { HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, VocabSize = vocab, MaxPositionEmbeddings = 512 }
+                : new LlamaConfig { HiddenSize = 1024, IntermediateSize = 2816, NumHiddenLayers = 24, NumAttentionHeads = 16, NumKeyValueHeads = 8, VocabSize = vocab, MaxPositionEmbeddings = 2048 };
+            using var model = LlamaModel.Create(config, device, seed: 1);
+            long parameterCount = model.parameters().Sum(p => p.numel());
+            string folder = Path.Combine(export, $"vocab{vocab}");
+            if (!releaseOnly) model.SaveTo(folder, ScalarType.BFloat16);
+
+            // Prompts of exactly 32 ids, drawn past the special tokens; the same ones go to the HF script.
+            var rng = new Random(vocab);
+            var ids = Enumerable.Range(0, maxBatch).Select(_ => Enumerable.Range(0, PromptTokens).Select(_ => rng.Next(3, vocab)).ToArray()).ToArray();
+            prompts[$"vocab{vocab}"] = ids;
+
+            var options = new EngineOptions
+            {
+                Backend = SamplingBackend.Torch, WeightType = EngineWeightType.BF16, MaxSequences = maxBatch,
+                ContextLength = PromptTokens + newTokens, DecodeChunk = int.Parse(Arg("--chunk") ?? "32"),
+            };
+            using var engine = (TorchSamplingEngine)TrainerContext.SingleProcess().CreateSampler(model, BenchSetup.PaddedTokenizer(vocab), options);
+            var p = new SamplingParams { Temperature = 1f, TopP = 0.95f, MaxNewTokens = newTokens, IgnoreEos = true, Seed = 7 };
+            long cacheBytes = 2L * config.NumHiddenLayers * maxBatch * config.NumKeyValueHeads * options.ContextLength!.Value * config.HeadDim * 2;
+            if (releaseOnly)
+            {
+                report.Extra["cache_release"] = MeasureRelease(engine, ids.ToList(), p with { MaxNewTokens = 4 }, device, cacheBytes);
+                return report;
+            }
+            var parity = engine.CheckParity();
+            foreach (int batch in batches)
+            {
+                var batchPrompts = ids.Take(batch).ToList();
+                engine.Generate(batchPrompts, p with { MaxNewTokens = 8 });   // warm-up (allocator, kernels)
+                var seconds = new List<double>();
+                int tokens = 0;
+                for (int r = 0; r < repeats; r++)
+                {
+                    Synchronize(device);
+                    var sw = Stopwatch.StartNew();
+                    var result = engine.Generate(batchPrompts, p with { Seed = (ulong)r });
+                    seconds.Add(sw.Elapsed.TotalSeconds);
+                    tokens = result.Sum(c => c.Samples.Sum(s => s.TokenIds.Count));
+                }
+                double median = seconds.Order().ElementAt(seconds.Count / 2);
+                report.Add(("batch", batch), ("vocab", vocab), ("engine_tok_s", Math.Round(tokens / median, 1)),
+                    ("engine_ms_per_step", Math.Round(median * 1000 / newTokens, 2)), ("tokens", tokens));
+                Console.WriteLine($"vocab {vocab} batch {batch}: {tokens / median:F1} tok/s ({string.Join(", ", seconds.Select(s => s.ToString("F3")))} s)");
+            }
+            if (vocab == vocabs[0])
+            {
+                report.Extra["params"] = parameterCount;
+                report.Extra["swap"] = MeasureSwap(engine, model, device, parameterCount);
+                report.Extra["parity"] = JsonSerializer.SerializeToNode(new { parity.MaxAbsDiff, parity.LogitScale, parity.Relative, parity.Tolerance });
+                report.Extra["cache_release"] = MeasureRelease(engine, ids.ToList(), p with { MaxNewTokens = 4 }, device, cacheBytes);
+            }
+        }
+        File.WriteAllText(Path.Combine(export, "prompts.json"), JsonSerializer.Serialize(prompts));
+        report.Extra["export"] = export;
+        report.Extra["device"] = device.ToString();
+        report.Notes.Add($"Torch engine, bf16 weights and KV cache, {maxBatch} slots, context {PromptTokens + newTokens}, DecodeChunk {Arg("--chunk") ?? "32"}; " +
+            $"prompts {PromptTokens} token ids, {newTokens} new tokens (IgnoreEos), temperature 1, top-p 0.95 (top-p over the 1024 most likely tokens); " +
+            $"median of {repeats} timed Generate calls after a warm-up, wall clock including prefill and host reads.");
+        return report;
+    }
+
+    static void Synchronize(Device device)
+    {
+        if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
+    }
+
+    /// <summary>Median ForceSync (one pass of on-device copies, f32 trainer to bf16 engine and bf16 to bf16) against a copy of the same bytes.</summary>
+    static System.Text.Json.Nodes.JsonNode? MeasureSwap(TorchSamplingEngine engine, LlamaModel model, Device device, long parameterCount)
+    {
+        double Median(Action action)
+        {
+            action();
+            var ms = new List<double>();
+            for (int i = 0; i < 9; i++)
+            {
+                Synchronize(device);
+                var sw = Stopwatch.StartNew();
+                action();
+                Synchronize(device);
+                ms.Add(sw.Elapsed.TotalMilliseconds);
+            }
+            return Math.Round(ms.Order().ElementAt(ms.Count / 2), 3);
+        }
+        double swapF32 = Median(engine.ForceSync);
+        double memcpy;
+        using (var src = empty(engine.WeightBytes / 2, ScalarType.BFloat16, device))
+        using (var dst = empty(engine.WeightBytes / 2, ScalarType.BFloat16, device))
+            memcpy = Median(() => dst.copy_(src));
+        // A bf16 trainer: same dtype on both sides, so the swap moves exactly the memcpy's bytes.
+        model.to(ScalarType.BFloat16);
+        double swapBf16 = Median(engine.ForceSync);
+        model.to(ScalarType.Float32);
+        return JsonSerializer.SerializeToNode(new Dictionary<string, object>
+        {
+            ["params"] = parameterCount, ["engine_bytes"] = engine.WeightBytes, ["swap_ms"] = swapF32, ["memcpy_ms"] = memcpy,
+            ["swap_vs_memcpy"] = Math.Round(swapF32 / memcpy, 2), ["swap_ms_bf16_trainer"] = swapBf16,
+            ["swap_bf16_vs_memcpy"] = Math.Round(swapBf16 / memcpy, 2),
+        });
+    }
+
+    /// <summary>Device memory (cudaMemGetInfo) around ReleaseCache; with PYTORCH_NO_CUDA_MEMORY_CACHING=1 it reaches the driver.</summary>
+    static System.Text.Json.Nodes.JsonNode? MeasureRelease(TorchSamplingEngine engine, List<int[]> prompts, SamplingParams p, Device device, long cacheBytes)
+    {
+        engine.Generate(prompts, p);
+        Synchronize(device);
+        long held = CudaFreeBytes();
+        engine.ReleaseCache();
+        Synchronize(device);
+        long released = CudaFreeBytes();
+        engine.Generate(prompts, p);   // takes it back
+        Synchronize(device);
+        long retaken = CudaFreeBytes();
+        return JsonSerializer.SerializeToNode(new Dictionary<string, object>
+        {
+            ["free_bytes_holding_cache"] = held, ["free_bytes_after_release"] = released, ["free_bytes_after_next_generate"] = retaken,
+            ["returned_bytes"] = released - held, ["cache_bytes"] = cacheBytes, ["caching_allocator"] = Environment.GetEnvironmentVariable("PYTORCH_NO_CUDA_MEMORY_CACHING") != "1",
+        });
+    }
+
+    static long CudaFreeBytes()
+    {
+        foreach (var name in new[] { "libcudart.so.13", "libcudart.so.12", "libcudart.so" })
+            if (NativeLibrary.TryLoad(name, out var lib) && NativeLibrary.TryGetExport(lib, "cudaMemGetInfo", out var fn))
+                unsafe
+                {
+                    nuint free, total;
+                    int rc = ((delegate* unmanaged<nuint*, nuint*, int>)fn)(&free, &total);
+                    return rc == 0 ? (long)free : -rc;
+                }
+        return -1;
+    }
+}
