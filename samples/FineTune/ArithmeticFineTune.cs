@@ -1,7 +1,6 @@
 using TorchSharp;
 using VectorLm;
 using VectorLm.Data;
-using VectorLm.Hosting;
 using VectorLm.Models;
 using VectorLm.Sampling;
 using VectorLm.Tokenization;
@@ -82,8 +81,7 @@ public partial class ArithmeticFineTune
             optimizer.zero_grad();
             using var loss = model.Loss(batch.InputIds, batch.Labels);
             loss.backward();
-            CollectiveInterceptors.AverageGradients(optimizer); // clip the averaged gradients, as DDP would
-            double gradNorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0);
+            double gradNorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); // intercepted: norm of the rank-averaged gradients
             optimizer.step();
 
             // Every rank reports the mean loss over ranks, so the line is the same wherever it is printed.

@@ -3,7 +3,6 @@ using System.Globalization;
 using TorchSharp;
 using VectorLm;
 using VectorLm.Data;
-using VectorLm.Hosting;
 using VectorLm.Models;
 using VectorLm.Reinforcement;
 using VectorLm.Sampling;
@@ -185,8 +184,7 @@ public partial class ArithmeticGrpo
             var policy = PolicyLogProbs.Compute(model, rollout);
             var result = PolicyLoss.Compute(rollout, policy, options, old, referenceLogProbs);
             result.Loss.backward();
-            CollectiveInterceptors.AverageGradients(optimizer); // clip what every rank will apply
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0);
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0); // intercepted: averages over ranks first, as DDP
             optimizer.step();
             statistics = PolicyStatistics.FromTensor(ctx.AllReduce(result.Statistics, ReduceOp.Avg));
         }
@@ -207,7 +205,6 @@ public partial class ArithmeticGrpo
             optimizer.zero_grad();
             var loss = model.Loss(batch.InputIds, batch.Labels);
             loss.backward();
-            CollectiveInterceptors.AverageGradients(optimizer);
             nn.utils.clip_grad_norm_(model.parameters(), 1.0);
             optimizer.step();
             double meanLoss = ctx.AllReduce(loss.detach().clone(), ReduceOp.Avg).item<float>();
