@@ -56,6 +56,12 @@ public partial class ArithmeticGrpo
     /// <summary>Start from this model folder (config.json + model.safetensors, e.g. from FineTune --save-to) instead of a warm start.</summary>
     [Option] public string InitFrom { get; init; } = "";
 
+    /// <summary>A Hugging Face folder (config.json, safetensors, tokenizer.json) to train with its own tokenizer; empty: the tiny model.</summary>
+    [Option] public string Model { get; init; } = "";
+
+    /// <summary>LoRA rank on every projection (alpha = 2 x rank); 0: full fine-tuning.</summary>
+    [Option] public int LoraRank { get; init; }
+
     /// <summary>config.json of a fresh model of another shape (e.g. for a GPU throughput run); empty: the tiny model.</summary>
     [Option] public string ModelConfig { get; init; } = "";
 
@@ -87,7 +93,7 @@ public partial class ArithmeticGrpo
 
     public void Train(TrainerContext ctx)
     {
-        var tokenizer = Tokenizer.ByteLevel();
+        var tokenizer = Model.Length > 0 ? Tokenizer.FromPretrained(Model) : Tokenizer.ByteLevel();
         // The warm start sees some additions; the others are held out of it and scored greedily. GRPO samples from
         // all of them: the held-out ones can only be learned from rewards.
         var (supervised, heldOut) = SplitAdditions(MaxOperand, EvalPrompts);
@@ -95,8 +101,10 @@ public partial class ArithmeticGrpo
         var evalPrompts = heldOut.Select(e => e.Prompt).ToList();
         var answers = all.ToDictionary(e => e.Prompt, e => e.Completion);
 
-        using var model = InitFrom.Length > 0 ? LlamaModel.FromPretrained(InitFrom, ctx.Device)
+        using var model = Model.Length > 0 ? LlamaModel.FromPretrained(Model, ctx.Device)
+            : InitFrom.Length > 0 ? LlamaModel.FromPretrained(InitFrom, ctx.Device)
             : LlamaModel.Create(ModelConfig.Length > 0 ? LlamaConfig.Load(ModelConfig) : LlamaConfig.Tiny, ctx.Device, seed: 0);
+        if (LoraRank > 0) model.AddLora(new LoraConfig { R = LoraRank, Alpha = 2 * LoraRank }); // before the sampler and optimizer
         using var sampler = ctx.CreateSampler(model, tokenizer);
         if (InitFrom.Length == 0) WarmStart(ctx, model, tokenizer, supervised);
 

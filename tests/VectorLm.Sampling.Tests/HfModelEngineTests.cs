@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace VectorLm.Sampling.Tests;
 
 /// <summary>
-/// The llama.cpp engine on checkpoints and tokenizers saved by transformers (tests/fixtures/hf/models): GGUF vocabulary
+/// Both engines on checkpoints and tokenizers saved by transformers (tests/fixtures/hf/models): GGUF vocabulary
 /// from the Hugging Face tokenizer (gpt2 with merges and pre-tokenizer, or llama), q/k/v/o and MLP biases, llama3 and
 /// linear RoPE as rope_freqs factors, yarn as llama.cpp's YaRN.
 /// </summary>
@@ -14,7 +14,14 @@ public class HfModelEngineTests
 {
     static readonly EngineOptions Small = new() { ContextLength = 128, MaxSequences = 2, BatchTokens = 128, Threads = 1, WeightType = EngineWeightType.F32 };
 
-    public static TheoryData<string> Models => new() { "llama3_tied", "qwen2_bias", "llama_yarn_bias", "mistral_linear" };
+    public static TheoryData<string, SamplingBackend> Models()
+    {
+        var data = new TheoryData<string, SamplingBackend>();
+        foreach (var backend in new[] { SamplingBackend.LlamaCpp, SamplingBackend.Torch })
+            foreach (var name in new[] { "llama3_tied", "qwen2_bias", "llama_yarn_bias", "mistral_linear" })
+                data.Add(name, backend);
+        return data;
+    }
 
     static string Folder(string name)
     {
@@ -27,11 +34,11 @@ public class HfModelEngineTests
     }
 
     [Theory, MemberData(nameof(Models))]
-    public void Parity_gate_passes_and_greedy_generation_equals_argmax_decode_with_forward(string name)
+    public void Parity_gate_passes_and_greedy_generation_equals_argmax_decode_with_forward(string name, SamplingBackend backend)
     {
         using var model = LlamaModel.FromPretrained(Folder(name));
         var tokenizer = Tokenizer.FromPretrained(Folder(name));
-        using var engine = TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small);
+        using var engine = TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small with { Backend = backend });
         var report = engine.CheckParity();
         Assert.True(report.Relative <= 1e-3f, report.ToString());
 
@@ -61,6 +68,11 @@ public class HfModelEngineTests
         var tokenizer = Tokenizer.FromPretrained(Path.Combine(Folder("llama3_tied"), "..", "..", "tokenizers", "bpe_gpt2_prefix"));
         var e = Assert.Throws<NotSupportedException>(() => TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small));
         Assert.Contains("EngineOptions.Backend = Torch", e.Message);
+
+        // The torch engine takes token ids only, so the same tokenizer works there.
+        using var engine = TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small with { Backend = SamplingBackend.Torch });
+        Assert.True(engine.CheckParity().Relative <= 1e-3f);
+        Assert.Single(engine.Generate(["Hello world"], SamplingParams.Greedy(4))[0].Samples);
     }
 
     [Theory]
