@@ -107,6 +107,9 @@ public class LauncherTests
     {
         using var p = Start("sleep", "2");
         var ranks = WaitForRankPids(p, 2, out var output);
+        // Signal only once both loops hold their token: a signal before the rank's handler is installed is a different path.
+        WaitForLine(output, "[rank0] ready");
+        WaitForLine(output, "[rank1] ready");
         // A job started in the background by a non-interactive shell inherits SIGINT ignored, and the launcher then
         // ignores it as every program should; SIGTERM takes the same stop path there.
         bool term = SigIntIgnoredByThisProcess();
