@@ -247,8 +247,14 @@ public class LauncherTests
     {
         var pids = new List<int>();
         var text = new System.Text.StringBuilder();
-        output = () => { lock (text) return text.ToString(); };
-        void Pump(StreamReader reader) => Task.Run(() =>
+        var pumps = new List<Task>();
+        // Once the launcher has exited, read its pipes to the end first: the readers run behind the process.
+        output = () =>
+        {
+            if (p.HasExited) Task.WaitAll([.. pumps], TimeSpan.FromSeconds(10));
+            lock (text) return text.ToString();
+        };
+        void Pump(StreamReader reader) => pumps.Add(Task.Run(() =>
         {
             string? line;
             while ((line = reader.ReadLine()) is not null)
@@ -257,7 +263,7 @@ public class LauncherTests
                 var m = Regex.Match(line, @"pid \d+ (\d+)");
                 if (m.Success) lock (pids) pids.Add(int.Parse(m.Groups[1].Value));
             }
-        });
+        }));
         Pump(p.StandardOutput);
         Pump(p.StandardError);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
