@@ -20,10 +20,6 @@ public sealed partial class TrainerGenerator
     /// </summary>
     internal static class Interceptors
     {
-        // Fully qualified names with nullable annotations ("string?", "global::System.IO.FileInfo").
-        static readonly SymbolDisplayFormat s_typeFormat = SymbolDisplayFormat.FullyQualifiedFormat
-            .AddMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.IncludeNullableReferenceTypeModifier);
-
         /// <summary>The interceptable calls of one file, in source order.</summary>
         public static EquatableArray<InterceptorSpec> ParseFile(SemanticModel model, CancellationToken ct)
         {
@@ -73,9 +69,9 @@ public sealed partial class TrainerGenerator
                 location.Version,
                 location.Data,
                 location.GetDisplayLocation(),
-                method.ContainingType.ToDisplayString(s_typeFormat),
-                method.ReturnType.ToDisplayString(s_typeFormat),
-                new EquatableArray<ParameterSpec>(method.Parameters.Select(p => new ParameterSpec(p.Name, p.Type.ToDisplayString(s_typeFormat)))),
+                method.ContainingType.ToDisplayString(Parser.TypeFormat),
+                method.ReturnType.ToDisplayString(Parser.TypeFormat),
+                new EquatableArray<ParameterSpec>(method.Parameters.Select(p => new ParameterSpec(p.Name, p.Type.ToDisplayString(Parser.TypeFormat)))),
                 CallerMemberName(model, invocation),
                 invocation.SyntaxTree.FilePath,
                 line);

@@ -17,7 +17,7 @@ public sealed partial class TrainerGenerator
     internal static class Parser
     {
         // Fully qualified names with nullable annotations ("string?", "global::System.IO.FileInfo").
-        static readonly SymbolDisplayFormat s_typeFormat = SymbolDisplayFormat.FullyQualifiedFormat
+        internal static readonly SymbolDisplayFormat TypeFormat = SymbolDisplayFormat.FullyQualifiedFormat
             .AddMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.IncludeNullableReferenceTypeModifier);
 
         public static TrainerSpec? Parse(GeneratorAttributeSyntaxContext context, CancellationToken ct)
@@ -59,7 +59,7 @@ public sealed partial class TrainerGenerator
                     if (named.Key == "Description" && named.Value.Value is string text) description = text;
                 description ??= DocSummary(property, default);
                 var needsBang = property.Type.IsReferenceType && property.NullableAnnotation != NullableAnnotation.Annotated;
-                options.Add(new OptionSpec(property.Name, "--" + name, property.Type.ToDisplayString(s_typeFormat), description, needsBang));
+                options.Add(new OptionSpec(property.Name, "--" + name, property.Type.ToDisplayString(TypeFormat), description, needsBang));
             }
             return options;
         }
