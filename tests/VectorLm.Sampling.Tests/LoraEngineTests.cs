@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 
 namespace VectorLm.Sampling.Tests;
 
-/// <summary>A LoRA adapter in the llama.cpp engine: loaded once, updated in place, checked by the parity gate.</summary>
+/// <summary>A LoRA adapter in either engine: loaded once, updated in place (adapter bytes only), checked by the parity gate.</summary>
 public class LoraEngineTests
 {
     static readonly EngineOptions F32 = new() { WeightType = EngineWeightType.F32, ContextLength = 64, MaxSequences = 2, BatchTokens = 64, Threads = 1 };
@@ -42,14 +42,20 @@ public class LoraEngineTests
 
     static string[] StagedFiles() => Directory.GetFiles(EngineLoraAdapter.StagingDirectory, $"vectorlm-lora-{Environment.ProcessId}-*");
 
+    static ColocatedSampler Create(LlamaModel m, SamplingBackend backend, EngineOptions? options = null) =>
+        (ColocatedSampler)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), (options ?? F32) with { Backend = backend });
+
     [Theory]
-    [InlineData(false, 16, EngineWeightType.F32)]
-    [InlineData(true, 1, EngineWeightType.F32)] // rsLoRA's alpha / sqrt(r) scale, and rank 1 (ggml sees A as a vector)
-    [InlineData(false, 8, EngineWeightType.F16)] // the adapter in the engine's type
-    public void Engine_applies_the_adapter_and_the_parity_gate_covers_base_plus_adapter(bool rsLora, int rank, EngineWeightType type)
+    [InlineData(false, 16, EngineWeightType.F32, SamplingBackend.LlamaCpp)]
+    [InlineData(true, 1, EngineWeightType.F32, SamplingBackend.LlamaCpp)] // rsLoRA's alpha / sqrt(r) scale, and rank 1 (ggml sees A as a vector)
+    [InlineData(false, 8, EngineWeightType.F16, SamplingBackend.LlamaCpp)] // the adapter in the engine's type
+    [InlineData(false, 16, EngineWeightType.F32, SamplingBackend.Torch)]
+    [InlineData(true, 1, EngineWeightType.F32, SamplingBackend.Torch)]
+    [InlineData(false, 8, EngineWeightType.BF16, SamplingBackend.Torch)]
+    public void Engine_applies_the_adapter_and_the_parity_gate_covers_base_plus_adapter(bool rsLora, int rank, EngineWeightType type, SamplingBackend backend)
     {
         using var m = AdaptedModel(new LoraConfig { R = rank, Alpha = 2 * rank, UseRsLora = rsLora });
-        using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { WeightType = type }); // gate runs at build
+        using var engine = Create(m, backend, F32 with { WeightType = type }); // gate runs at build
         float tolerance = type == EngineWeightType.F32 ? 1e-3f : 5e-2f;
         Assert.True(engine.CheckParity().Relative <= tolerance);
         Assert.True(engine.AdapterBytes > 0);
@@ -64,21 +70,26 @@ public class LoraEngineTests
         Assert.True(MaxRelativeDiff(TrainerLogits(baseModel), trainerLogits) > 4 * tolerance, "the adapter should change the logits");
     }
 
-    [Fact]
-    public void The_parity_gate_compares_without_dropout_and_leaves_the_model_training()
+    [Theory]
+    [InlineData(SamplingBackend.LlamaCpp)]
+    [InlineData(SamplingBackend.Torch)]
+    public void The_parity_gate_compares_without_dropout_and_leaves_the_model_training(SamplingBackend backend)
     {
         using var m = AdaptedModel(new LoraConfig { R = 4, Alpha = 8, Dropout = 0.5 });
         m.train();
-        using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { ParityCheck = ParityCheckMode.EverySync });
+        using var engine = Create(m, backend, F32 with { ParityCheck = ParityCheckMode.EverySync });
         Assert.True(engine.CheckParity().Relative <= 1e-3f);
         Assert.True(m.training);
     }
 
-    [Fact]
-    public void A_sync_after_a_step_writes_only_the_adapter_and_the_engine_follows_the_trainer()
+    [Theory]
+    [InlineData(SamplingBackend.LlamaCpp)]
+    [InlineData(SamplingBackend.Torch)]
+    public void A_sync_after_a_step_writes_only_the_adapter_and_the_engine_follows_the_trainer(SamplingBackend backend)
     {
         using var m = AdaptedModel(new LoraConfig { R = 4, Alpha = 8 });
-        using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32);
+        using var engine = Create(m, backend);
+        var baseBefore = m.BaseParameters().Select(p => p.parameter.detach().clone()).ToList();
         var before = engine.EvaluateLogits(Probe);
         long version = engine.WeightVersion;
 
@@ -104,17 +115,22 @@ public class LoraEngineTests
         Assert.True(MaxRelativeDiff(after, TrainerLogits(m)) <= 1e-3f);
         Assert.True(engine.CheckParity().Relative <= 1e-3f);
         Assert.Empty(StagedFiles());
+        // The base is untouched by the steps (frozen), so nothing but the adapter had to move.
+        foreach (var (p, b) in m.BaseParameters().Zip(baseBefore)) Assert.True(p.parameter.equal(b).all().item<bool>(), p.name);
+        foreach (var b in baseBefore) b.Dispose();
     }
 
-    [Fact]
-    public void Merging_loading_and_replacing_adapters_are_followed_without_a_step()
+    [Theory]
+    [InlineData(SamplingBackend.LlamaCpp)]
+    [InlineData(SamplingBackend.Torch)]
+    public void Merging_loading_and_replacing_adapters_are_followed_without_a_step(SamplingBackend backend)
     {
         var dir = Directory.CreateTempSubdirectory("vlm-lora");
         try
         {
             using var m = AdaptedModel(new LoraConfig { R = 4, Alpha = 8, TargetModules = ["q_proj", "k_proj", "o_proj"] });
             m.SaveAdapter(Path.Combine(dir.FullName, "a"));
-            using var engine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32);
+            using var engine = Create(m, backend);
             var adapted = engine.EvaluateLogits(Probe);
 
             // Merge: the adapter leaves the engine and the base is copied in full.
@@ -135,7 +151,7 @@ public class LoraEngineTests
 
             // Loading a saved adapter into a base model: the engine follows.
             using var other = LlamaModel.Create(Config, seed: 1);
-            using var otherEngine = (LlamaSamplingEngine)TrainerContext.SingleProcess().CreateSampler(other, Tokenizer.ByteLevel(), F32);
+            using var otherEngine = Create(other, backend);
             other.LoadAdapter(Path.Combine(dir.FullName, "a"));
             other.eval();
             Assert.True(MaxRelativeDiff(otherEngine.EvaluateLogits(Probe), adapted) <= 1e-3f);
@@ -144,11 +160,13 @@ public class LoraEngineTests
     }
 
     [Fact]
-    public void The_torch_engine_refuses_an_adapter_instead_of_sampling_from_the_base()
+    public void The_torch_engine_refuses_an_adapter_it_cannot_apply_by_name()
     {
         using var m = AdaptedModel(new LoraConfig { R = 2 });
-        var e = Assert.Throws<NotSupportedException>(() =>
-            TrainerContext.SingleProcess().CreateSampler(m, Tokenizer.ByteLevel(), F32 with { Backend = SamplingBackend.Torch }).Dispose());
-        Assert.Contains("LoRA", e.Message);
+        // Adapters on only some layers (not what AddLora makes, but a LoraWeights list can say so) are refused, naming the module.
+        var partial = m.AdapterWeights().Where(w => !w.Module.StartsWith("model.layers.1.", StringComparison.Ordinal)).ToList();
+        var arch = SamplerExtensions.Architecture(Config);
+        var e = Assert.Throws<NotSupportedException>(() => TorchLoraAdapter.Create(arch, CPU, ScalarType.Float32, partial).Dispose());
+        Assert.Contains("model.layers.1.", e.Message);
     }
 }

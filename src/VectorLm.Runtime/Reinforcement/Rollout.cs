@@ -84,7 +84,7 @@ public sealed class Rollout : IDisposable
     /// </summary>
     /// <param name="prompts">The prompts passed to <c>Generate</c>.</param>
     /// <param name="completions">What <c>Generate</c> returned (the whole rollout, on every rank).</param>
-    /// <param name="tokenizePrompt">The engine's tokenization of a prompt (BOS included when the engine adds it), e.g. <see cref="LlamaSamplingEngine.TokenizePrompt"/>.</param>
+    /// <param name="tokenizePrompt">The engine's tokenization of a prompt (BOS included when the engine adds it), e.g. <see cref="IColocatedSampler.TokenizePrompt"/>.</param>
     /// <param name="advantages">One advantage per sample of the whole rollout, prompt-major (<c>prompt * groupSize + sample</c>).</param>
     /// <param name="rank">This rank.</param>
     /// <param name="worldSize">Ranks sharing the rollout.</param>

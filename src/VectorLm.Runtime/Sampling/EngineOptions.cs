@@ -11,7 +11,7 @@ public enum EngineWeightType
     BF16,
 }
 
-/// <summary>When the engine compares its logits with the trainer model's (see <see cref="LlamaSamplingEngine.CheckParity"/>).</summary>
+/// <summary>When the engine compares its logits with the trainer model's (see <see cref="ColocatedSampler.CheckParity"/>).</summary>
 public enum ParityCheckMode
 {
     /// <summary>Never automatically.</summary>

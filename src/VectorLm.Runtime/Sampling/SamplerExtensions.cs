@@ -13,8 +13,8 @@ public static class SamplerExtensions
     /// gate compares its logits with <paramref name="model"/>'s once, at creation. <see cref="EngineOptions.Backend"/>
     /// picks the engine; <see cref="SamplingBackend.Auto"/> takes the torch engine when the model is on a CUDA device and
     /// llama.cpp on the CPU (see <see cref="ResolveBackend"/>). A LoRA adapter on the model
-    /// (<see cref="LlamaModel.AddLora"/>) is applied by the llama.cpp engine on top of the base, and a sync after a
-    /// step then writes only the adapter's tensors; the torch engine refuses a model with an adapter for now.
+    /// (<see cref="LlamaModel.AddLora"/>) is applied by either engine on top of the base, and a sync after a step then
+    /// writes only the adapter's tensors.
     /// </summary>
     public static IColocatedSampler CreateSampler(this TrainerContext context, LlamaModel model, Tokenizer tokenizer, EngineOptions? options = null)
     {
@@ -39,13 +39,10 @@ public static class SamplerExtensions
         };
         var architecture = Architecture(model.Config);
         var codec = new TokenizerCodec(tokenizer);
+        var lora = new LoraSource(model.AdapterWeights, () => model.BaseRevision);
         if (ResolveBackend(options.Backend, model.parameters().First().device) == SamplingBackend.Torch)
-            // Checked at every sync, not only here: an adapter added later must not be silently left out.
-            return TorchSamplingEngine.Create(context, architecture, () => model.Lora is null ? Parameters(model)
-                : throw new NotSupportedException("The torch sampling engine does not apply LoRA adapters yet; use EngineOptions.Backend = " +
-                    "SamplingBackend.LlamaCpp, or MergeAdapter first."), codec, reference, options);
-        return LlamaSamplingEngine.Create(context, architecture, () => Parameters(model), codec, reference, options,
-            new LoraSource(model.AdapterWeights, () => model.BaseRevision));
+            return TorchSamplingEngine.Create(context, architecture, () => Parameters(model), codec, reference, options, lora);
+        return LlamaSamplingEngine.Create(context, architecture, () => Parameters(model), codec, reference, options, lora);
     }
 
     /// <summary>

@@ -24,7 +24,7 @@ internal sealed class TorchDecoder : IDisposable
 {
     sealed class Layer
     {
-        public required Tensor Qkv, O, GateUp, Down, InputNorm, PostNorm;
+        public required Tensor InputNorm, PostNorm;
         public required Tensor QkvT, OT, GateUpT, DownT;   // transposed views for matmul
         public Tensor? QkvBias, OBias, GateUpBias, DownBias;
     }
@@ -33,7 +33,9 @@ internal sealed class TorchDecoder : IDisposable
     readonly int _qDim, _kvDim, _groups;
     readonly Layer[] _layers;
     readonly Tensor _embed, _head, _headT, _finalNorm, _rope;
+    readonly TorchWeightBlock[] _blocks;
     readonly List<Tensor> _owned = new();
+    TorchLoraAdapter? _adapter;
     Tensor[]? _cache;   // per layer [2, Slots, KV, Context, D]
     Tensor[]? _cacheRows;   // per layer, the same memory as rows [2·Slots·KV·Context, D] (decode writes)
     (int Batch, int Span, Tensor[] Keys, Tensor[] Values)? _spanViews;   // per layer, the attended part of the cache
@@ -50,33 +52,67 @@ internal sealed class TorchDecoder : IDisposable
         _qDim = arch.HeadCount * arch.HeadDim;
         _kvDim = arch.KvHeadCount * arch.HeadDim;
         _groups = arch.HeadCount / arch.KvHeadCount;
+        int layers = arch.LayerCount, hidden = arch.HiddenSize, ffn = arch.IntermediateSize, qkvRows = _qDim + 2 * _kvDim;
         using var scope = NewDisposeScope();
-        Tensor New(params long[] shape) => Keep(empty(shape, dtype, device));
-        _embed = New(arch.VocabSize, arch.HiddenSize);
-        _head = arch.TieWordEmbeddings ? _embed : New(arch.VocabSize, arch.HiddenSize);
-        _headT = Keep(_head.t());
-        _finalNorm = New(2 * arch.HiddenSize);
-        _layers = new Layer[arch.LayerCount];
-        for (int i = 0; i < _layers.Length; i++)
+        // Each kind of weight is one allocation stacked over layers ([L, ...]), so a swap can fill it with one copy.
+        Tensor New(params long[] shape)
         {
-            var qkv = New(_qDim + 2 * _kvDim, arch.HiddenSize);
-            var o = New(arch.HiddenSize, _qDim);
-            var gateUp = New(2 * arch.IntermediateSize, arch.HiddenSize);
-            var down = New(arch.HiddenSize, arch.IntermediateSize);
-            bool Has(string name) => parameters.ContainsKey($"model.layers.{i}.{name}.bias");
+            var t = Keep(empty(shape, dtype, device));
+            WeightBytes += t.NumberOfElements * t.ElementSize;
+            return t;
+        }
+        _embed = New(arch.VocabSize, hidden);
+        _head = arch.TieWordEmbeddings ? _embed : New(arch.VocabSize, hidden);
+        _headT = Keep(_head.t());
+        _finalNorm = New(2 * hidden);
+        var qkv = New(layers, qkvRows, hidden);
+        var o = New(layers, hidden, _qDim);
+        var gateUp = New(layers, 2 * ffn, hidden);
+        var down = New(layers, hidden, ffn);
+        var inputNorm = New(layers, 2 * hidden);
+        var postNorm = New(layers, 2 * hidden);
+        bool Has(string name) => parameters.ContainsKey($"model.layers.0.{name}.bias");
+        var qkvBias = Has("self_attn.q_proj") ? New(layers, qkvRows) : null;
+        var oBias = Has("self_attn.o_proj") ? New(layers, hidden) : null;
+        var gateUpBias = Has("mlp.gate_proj") ? New(layers, 2 * ffn) : null;
+        var downBias = Has("mlp.down_proj") ? New(layers, hidden) : null;
+        _layers = new Layer[layers];
+        for (int i = 0; i < layers; i++)
             _layers[i] = new Layer
             {
-                Qkv = qkv, O = o, GateUp = gateUp, Down = down,
-                InputNorm = New(2 * arch.HiddenSize), PostNorm = New(2 * arch.HiddenSize),
-                QkvT = Keep(qkv.t()), OT = Keep(o.t()), GateUpT = Keep(gateUp.t()), DownT = Keep(down.t()),
-                QkvBias = Has("self_attn.q_proj") ? New(_qDim + 2 * _kvDim) : null,
-                OBias = Has("self_attn.o_proj") ? New(arch.HiddenSize) : null,
-                GateUpBias = Has("mlp.gate_proj") ? New(2 * arch.IntermediateSize) : null,
-                DownBias = Has("mlp.down_proj") ? New(arch.HiddenSize) : null,
+                InputNorm = Keep(inputNorm[i]), PostNorm = Keep(postNorm[i]),
+                QkvT = Keep(qkv[i].t()), OT = Keep(o[i].t()), GateUpT = Keep(gateUp[i].t()), DownT = Keep(down[i].t()),
+                QkvBias = qkvBias is null ? null : Keep(qkvBias[i]), OBias = oBias is null ? null : Keep(oBias[i]),
+                GateUpBias = gateUpBias is null ? null : Keep(gateUpBias[i]), DownBias = downBias is null ? null : Keep(downBias[i]),
             };
-        }
         _rope = Keep(BuildRope(arch, contextLength, device));
-        WeightBytes = _owned.Where(t => t.is_contiguous() && t.dtype == dtype && !ReferenceEquals(t, _rope)).Sum(t => t.NumberOfElements * t.ElementSize);
+
+        // Where each block's rows come from (Hugging Face names), in the order they are stacked.
+        var blocks = new List<TorchWeightBlock>();
+        void Block(Tensor dst, BlockLayout layout, params (string Name, long[] Shape)[] parts) =>
+            blocks.Add(new TorchWeightBlock(Keep(dst), Enumerable.Range(0, layers).Select(i => parts.Select(s => $"model.layers.{i}.{s.Name}").ToArray()).ToArray(),
+                parts.Select(s => s.Shape).ToArray(), layout, arch.HeadDim));
+        void Single(Tensor dst, string name, BlockLayout layout, params long[] shape) =>
+            blocks.Add(new TorchWeightBlock(Keep(dst), [[name]], [shape], layout, arch.HeadDim));
+        Single(_embed.unsqueeze(0), "model.embed_tokens.weight", BlockLayout.Plain, arch.VocabSize, hidden);
+        if (!arch.TieWordEmbeddings) Single(_head.unsqueeze(0), "lm_head.weight", BlockLayout.Plain, arch.VocabSize, hidden);
+        Single(_finalNorm.view(1, 2, hidden), "model.norm.weight", BlockLayout.Twice, hidden);
+        Block(qkv.narrow(1, 0, _qDim + _kvDim), BlockLayout.Rotary, ("self_attn.q_proj.weight", [_qDim, hidden]), ("self_attn.k_proj.weight", [_kvDim, hidden]));
+        Block(qkv.narrow(1, _qDim + _kvDim, _kvDim), BlockLayout.Plain, ("self_attn.v_proj.weight", [_kvDim, hidden]));
+        Block(o, BlockLayout.Plain, ("self_attn.o_proj.weight", [hidden, _qDim]));
+        Block(gateUp, BlockLayout.Plain, ("mlp.gate_proj.weight", [ffn, hidden]), ("mlp.up_proj.weight", [ffn, hidden]));
+        Block(down, BlockLayout.Plain, ("mlp.down_proj.weight", [hidden, ffn]));
+        Block(inputNorm.view(layers, 2, hidden), BlockLayout.Twice, ("input_layernorm.weight", [hidden]));
+        Block(postNorm.view(layers, 2, hidden), BlockLayout.Twice, ("post_attention_layernorm.weight", [hidden]));
+        if (qkvBias is not null)
+        {
+            Block(qkvBias.narrow(1, 0, _qDim + _kvDim).unsqueeze(2), BlockLayout.Rotary, ("self_attn.q_proj.bias", [_qDim]), ("self_attn.k_proj.bias", [_kvDim]));
+            Block(qkvBias.narrow(1, _qDim + _kvDim, _kvDim).unsqueeze(2), BlockLayout.Plain, ("self_attn.v_proj.bias", [_kvDim]));
+        }
+        if (oBias is not null) Block(oBias.unsqueeze(2), BlockLayout.Plain, ("self_attn.o_proj.bias", [hidden]));
+        if (gateUpBias is not null) Block(gateUpBias.unsqueeze(2), BlockLayout.Plain, ("mlp.gate_proj.bias", [ffn]), ("mlp.up_proj.bias", [ffn]));
+        if (downBias is not null) Block(downBias.unsqueeze(2), BlockLayout.Plain, ("mlp.down_proj.bias", [hidden]));
+        _blocks = blocks.ToArray();
     }
 
     Tensor Keep(Tensor t)
@@ -86,12 +122,19 @@ internal sealed class TorchDecoder : IDisposable
         return t;
     }
 
+    public LlamaArchitecture Architecture => _a;
     public Device Device { get; }
     public ScalarType DType { get; }
     public int ContextLength { get; }
     public int Slots { get; }
-    public long WeightBytes { get; }
+    public long WeightBytes { get; private set; }
     public bool HoldsCache => _cache is not null;
+
+    /// <summary>Copy kernels the last <see cref="CopyWeights"/> issued (one per block when the trainer's tensors are stacked).</summary>
+    public int LastCopyKernels { get; private set; }
+
+    /// <summary>The LoRA adapter applied on top of the base weights, if any (see <see cref="SetAdapter"/>).</summary>
+    public TorchLoraAdapter? Adapter => _adapter;
 
     /// <summary>
     /// (cos + i·sin) × attention factor of position × frequency, complex64 [context, D/2]: the frequencies and factor of
@@ -108,80 +151,36 @@ internal sealed class TorchDecoder : IDisposable
     }
 
     /// <summary>
-    /// Copies the trainer's parameters (Hugging Face names) into the decoding layout: one on-device copy (with the
-    /// dtype conversion) per source tensor. Shapes are checked first, so a bad dictionary changes nothing.
+    /// Copies the trainer's parameters (Hugging Face names) into the decoding layout, with the dtype conversion and the
+    /// rotary permutation in the copy: one kernel per block when the parameters live in one flat buffer (FlatAdamW on
+    /// CUDA), one per tensor otherwise. With <paramref name="onlyTrainable"/> only blocks with a source that requires
+    /// gradients are copied (a frozen base under an adapter). Shapes are checked first, so a bad dictionary changes
+    /// nothing. Returns the bytes written.
     /// </summary>
-    public void CopyWeights(IReadOnlyDictionary<string, Tensor> p)
+    public long CopyWeights(IReadOnlyDictionary<string, Tensor> p, bool onlyTrainable = false)
     {
-        var a = _a;
-        Tensor Get(string name, params long[] shape)
-        {
-            if (!p.TryGetValue(name, out var t)) throw new ArgumentException($"Parameter \"{name}\" is missing.");
-            if (!t.shape.SequenceEqual(shape))
-                throw new ArgumentException($"Parameter \"{name}\" has shape [{string.Join(", ", t.shape)}]; expected [{string.Join(", ", shape)}].");
-            return t;
-        }
         // Resolve everything before the first write.
-        var embed = Get("model.embed_tokens.weight", a.VocabSize, a.HiddenSize);
-        var head = a.TieWordEmbeddings ? null : Get("lm_head.weight", a.VocabSize, a.HiddenSize);
-        var norm = Get("model.norm.weight", a.HiddenSize);
-        var layers = Enumerable.Range(0, a.LayerCount).Select(i =>
-        {
-            string n = $"model.layers.{i}.";
-            return (Q: Get(n + "self_attn.q_proj.weight", _qDim, a.HiddenSize), K: Get(n + "self_attn.k_proj.weight", _kvDim, a.HiddenSize),
-                V: Get(n + "self_attn.v_proj.weight", _kvDim, a.HiddenSize), O: Get(n + "self_attn.o_proj.weight", a.HiddenSize, _qDim),
-                Gate: Get(n + "mlp.gate_proj.weight", a.IntermediateSize, a.HiddenSize), Up: Get(n + "mlp.up_proj.weight", a.IntermediateSize, a.HiddenSize),
-                Down: Get(n + "mlp.down_proj.weight", a.HiddenSize, a.IntermediateSize),
-                InNorm: Get(n + "input_layernorm.weight", a.HiddenSize), PostNorm: Get(n + "post_attention_layernorm.weight", a.HiddenSize),
-                QBias: _layers[i].QkvBias is null ? null : Get(n + "self_attn.q_proj.bias", _qDim),
-                KBias: _layers[i].QkvBias is null ? null : Get(n + "self_attn.k_proj.bias", _kvDim),
-                VBias: _layers[i].QkvBias is null ? null : Get(n + "self_attn.v_proj.bias", _kvDim),
-                OBias: _layers[i].OBias is null ? null : Get(n + "self_attn.o_proj.bias", a.HiddenSize),
-                GateBias: _layers[i].GateUpBias is null ? null : Get(n + "mlp.gate_proj.bias", a.IntermediateSize),
-                UpBias: _layers[i].GateUpBias is null ? null : Get(n + "mlp.up_proj.bias", a.IntermediateSize),
-                DownBias: _layers[i].DownBias is null ? null : Get(n + "mlp.down_proj.bias", a.HiddenSize));
-        }).ToList();
-
+        var resolved = _blocks.Select(b => b.Resolve(p)).ToArray();
         using var _ = no_grad();
-        using var scope = NewDisposeScope();
-        int d = a.HeadDim, hidden = a.HiddenSize, ffn = a.IntermediateSize;
-        _embed.copy_(embed);
-        if (head is not null) _head.copy_(head);
-        CopyNorm(_finalNorm, norm);
-        for (int i = 0; i < layers.Count; i++)
+        long bytes = 0;
+        int kernels = 0;
+        for (int b = 0; b < _blocks.Length; b++)
         {
-            var (src, dst) = (layers[i], _layers[i]);
-            CopyRotary(dst.Qkv.narrow(0, 0, _qDim), src.Q, a.HeadCount, d, hidden);
-            CopyRotary(dst.Qkv.narrow(0, _qDim, _kvDim), src.K, a.KvHeadCount, d, hidden);
-            dst.Qkv.narrow(0, _qDim + _kvDim, _kvDim).copy_(src.V);
-            dst.O.copy_(src.O);
-            dst.GateUp.narrow(0, 0, ffn).copy_(src.Gate);
-            dst.GateUp.narrow(0, ffn, ffn).copy_(src.Up);
-            dst.Down.copy_(src.Down);
-            CopyNorm(dst.InputNorm, src.InNorm);
-            CopyNorm(dst.PostNorm, src.PostNorm);
-            if (dst.QkvBias is { } qkvBias)
-            {
-                CopyRotary(qkvBias.narrow(0, 0, _qDim).unsqueeze(1), src.QBias!.unsqueeze(1), a.HeadCount, d, 1);
-                CopyRotary(qkvBias.narrow(0, _qDim, _kvDim).unsqueeze(1), src.KBias!.unsqueeze(1), a.KvHeadCount, d, 1);
-                qkvBias.narrow(0, _qDim + _kvDim, _kvDim).copy_(src.VBias!);
-            }
-            dst.OBias?.copy_(src.OBias!);
-            if (dst.GateUpBias is { } gateUpBias)
-            {
-                gateUpBias.narrow(0, 0, ffn).copy_(src.GateBias!);
-                gateUpBias.narrow(0, ffn, ffn).copy_(src.UpBias!);
-            }
-            dst.DownBias?.copy_(src.DownBias!);
+            if (onlyTrainable && !resolved[b].Any(layer => layer.Any(t => t.requires_grad))) continue;
+            kernels += _blocks[b].Copy(resolved[b]);
+            bytes += _blocks[b].Bytes;
         }
+        LastCopyKernels = kernels;
+        return bytes;
     }
 
-    // Row 2i + j of each head takes Hugging Face row j·D/2 + i.
-    static void CopyRotary(Tensor dst, Tensor src, int heads, int d, int hidden) =>
-        dst.view(heads, d / 2, 2, hidden).copy_(src.view(heads, 2, d / 2, hidden).transpose(1, 2));
-
-    // The layer norm over [x, -x] takes the weight twice.
-    static void CopyNorm(Tensor dst, Tensor src) => dst.view(2, -1).copy_(src.unsqueeze(0));
+    /// <summary>Takes <paramref name="adapter"/> (or none) as the adapter applied in decoding; the previous one is disposed.</summary>
+    public void SetAdapter(TorchLoraAdapter? adapter)
+    {
+        if (ReferenceEquals(adapter, _adapter)) return;
+        _adapter?.Dispose();
+        _adapter = adapter;
+    }
 
     /// <summary>Allocates the KV cache if it is not held (detached: it outlives the caller's DisposeScope).</summary>
     public void EnsureCache()
@@ -259,11 +258,29 @@ internal sealed class TorchDecoder : IDisposable
         return bias is null ? sum : sum.add_(bias);
     }
 
-    Tensor Mlp(Tensor x, Layer l)
+    // Adds the adapter's scale·B(A x) of one group of projections to y = W x, when the engine applies an adapter there.
+    Tensor Lora(Tensor y, Tensor x, int layer, LoraGroup group) => _adapter is { } adapter ? adapter.Apply(y, x, layer, group) : y;
+
+    // Fused q/k/v rows [n, (H + 2KV)·D] of layer i, before rotary embedding.
+    Tensor Qkv(Tensor x, int i)
     {
+        var l = _layers[i];
+        var h = Norm(x, l.InputNorm);
+        return Lora(Linear(h, l.QkvT, l.QkvBias), h, i, LoraGroup.Qkv);
+    }
+
+    // x + o_proj(attention output) of layer i.
+    Tensor Output(Tensor x, Tensor attn, int i) => Lora(AddLinear(x, attn, _layers[i].OT, _layers[i].OBias), attn, i, LoraGroup.O);
+
+    // x + the SwiGLU MLP of layer i.
+    Tensor Mlp(Tensor x, int i)
+    {
+        var l = _layers[i];
         int f = _a.IntermediateSize;
-        var gateUp = Linear(Norm(x, l.PostNorm), l.GateUpT, l.GateUpBias);
-        return F.silu(gateUp.narrow(-1, 0, f)).mul_(gateUp.narrow(-1, f, f));
+        var h = Norm(x, l.PostNorm);
+        var gateUp = Lora(Linear(h, l.GateUpT, l.GateUpBias), h, i, LoraGroup.GateUp);
+        var act = F.silu(gateUp.narrow(-1, 0, f)).mul_(gateUp.narrow(-1, f, f));
+        return Lora(AddLinear(x, act, l.DownT, l.DownBias), act, i, LoraGroup.Down);
     }
 
     /// <summary>
@@ -280,15 +297,13 @@ internal sealed class TorchDecoder : IDisposable
         var (keys, values) = SpanViews(batch, span);
         for (int i = 0; i < _layers.Length; i++)
         {
-            var l = _layers[i];
-            var qkv = Linear(Norm(x, l.InputNorm), l.QkvT, l.QkvBias);                  // [B, (H + 2KV)·D]
+            var qkv = Qkv(x, i);                                                         // [B, (H + 2KV)·D]
             Rope(qkv.narrow(1, 0, _qDim + _kvDim).view(batch, a.HeadCount + a.KvHeadCount, d), freqs);
             _cacheRows![i].index_put_(qkv.narrow(1, _qDim, 2 * _kvDim).view(batch, 2, a.KvHeadCount, d), kvRows);
             // Grouped-query attention without repeating K/V: the G query heads of a KV head are its G "query rows".
             var q = qkv.narrow(1, 0, _qDim).view(batch, a.KvHeadCount, _groups, d);
             var attn = F.scaled_dot_product_attention(q, keys[i], values[i], mask);
-            x = AddLinear(x, attn.reshape(batch, _qDim), l.OT, l.OBias);
-            x = AddLinear(x, Mlp(x, l), l.DownT, l.DownBias);
+            x = Mlp(Output(x, attn.reshape(batch, _qDim), i), i);
         }
         return Norm(x, _finalNorm).matmul(_headT).to(ScalarType.Float32);
     }
@@ -307,8 +322,7 @@ internal sealed class TorchDecoder : IDisposable
         var freqs = _rope.narrow(0, 0, t).view(1, t, 1, d / 2);
         for (int i = 0; i < _layers.Length; i++)
         {
-            var l = _layers[i];
-            var qkv = Linear(Norm(x, l.InputNorm), l.QkvT, l.QkvBias).view(n, t, -1);
+            var qkv = Qkv(x, i).view(n, t, -1);
             Rope(qkv.narrow(2, 0, _qDim + _kvDim).view(n, t, a.HeadCount + a.KvHeadCount, d), freqs);
             var kv = qkv.narrow(2, _qDim, 2 * _kvDim).view(n, t, 2, a.KvHeadCount, d).permute(2, 0, 3, 1, 4);   // [2, n, KV, T, D]
             if (slots is not null) _cache![i].narrow(3, 0, t).index_copy_(1, slots, kv);
@@ -316,8 +330,7 @@ internal sealed class TorchDecoder : IDisposable
             var k = kv[0].repeat_interleave(_groups, dim: 1);
             var v = kv[1].repeat_interleave(_groups, dim: 1);
             var attn = F.scaled_dot_product_attention(q, k, v, is_casual: true);      // [n, H, T, D]
-            x = AddLinear(x, attn.transpose(1, 2).reshape(n * t, _qDim), l.OT, l.OBias);
-            x = AddLinear(x, Mlp(x, l), l.DownT, l.DownBias);
+            x = Mlp(Output(x, attn.transpose(1, 2).reshape(n * t, _qDim), i), i);
         }
         if (last is not null) x = x.index_select(0, last + arange(n, device: Device) * t);
         var logits = Norm(x, _finalNorm).matmul(_headT).to(ScalarType.Float32);
@@ -327,6 +340,7 @@ internal sealed class TorchDecoder : IDisposable
     public void Dispose()
     {
         ReleaseCache();
+        SetAdapter(null);
         foreach (var t in _owned) t.Dispose();
         _owned.Clear();
     }

@@ -1,5 +1,5 @@
-using System.Runtime.CompilerServices;
 using TorchSharp;
+using VectorLm.Models;
 using static TorchSharp.torch;
 
 namespace VectorLm.Sampling;
@@ -8,8 +8,9 @@ namespace VectorLm.Sampling;
 /// TorchSharp sampling on the trainer model's own device (CUDA or CPU), with the same contract as
 /// <see cref="LlamaSamplingEngine"/>. It keeps a copy of the weights laid out for decoding (fused QKV and gate/up, in
 /// <see cref="EngineOptions.WeightType"/>); after an optimizer step it is marked stale and the next Generate or
-/// <see cref="SyncWeights"/> overwrites that copy with on-device copies and increments <see cref="WeightVersion"/>.
-/// Thread-safe: calls are serialised.
+/// <see cref="ColocatedSampler.SyncWeights"/> overwrites that copy with on-device copies and increments <see cref="ColocatedSampler.WeightVersion"/>.
+/// Thread-safe: calls are serialised. A LoRA adapter on the model is applied on top of the base in decoding, and a
+/// sync with a frozen base writes only the adapter's tensors.
 /// </summary>
 /// <remarks>
 /// Decoding runs a fixed set of sequence slots over a preallocated KV cache written in place. Finished slots are
@@ -17,33 +18,21 @@ namespace VectorLm.Sampling;
 /// two reads of the sampled tokens: positions, tokens and random streams stay on the device, and attention covers only
 /// the longest live sequence, rounded up to a bucket.
 /// </remarks>
-public sealed class TorchSamplingEngine : IColocatedSampler
+public sealed class TorchSamplingEngine : ColocatedSampler
 {
     const int SpanBucket = 64;
 
-    readonly object _gate = new();
-    readonly TrainerContext _trainerContext;
     readonly LlamaArchitecture _arch;
-    readonly Func<IReadOnlyDictionary<string, Tensor>> _parameters;
-    readonly Func<Tensor, Tensor>? _referenceForward;
     readonly ITokenCodec _codec;
     readonly TorchDecoder _decoder;
     readonly TorchTokenSampler _sampler;
-    readonly IDisposable _subscription;
-    int _stale;
-    long _version;
-    bool _disposed;
 
     TorchSamplingEngine(TrainerContext context, LlamaArchitecture arch, Func<IReadOnlyDictionary<string, Tensor>> parameters,
-        ITokenCodec codec, Func<Tensor, Tensor>? referenceForward, EngineOptions options)
+        ITokenCodec codec, Func<Tensor, Tensor>? referenceForward, EngineOptions options, LoraSource? lora)
+        : base(context, arch, parameters, codec, referenceForward, options, lora)
     {
-        _trainerContext = context;
         _arch = arch;
-        _parameters = parameters;
         _codec = codec;
-        _referenceForward = referenceForward;
-        Options = options;
-        ContextLength = options.ContextLength ?? Math.Min(arch.MaxPositions, 2048);
         var source = parameters();
         if (source.Count == 0) throw new ArgumentException("The model has no parameters.", nameof(parameters));
         Device = source.Values.First().device;
@@ -64,7 +53,6 @@ public sealed class TorchSamplingEngine : IColocatedSampler
             _decoder.Dispose();
             throw;
         }
-        _subscription = context.OnWeightsChanged(MarkStale);
     }
 
     /// <summary>
@@ -74,7 +62,13 @@ public sealed class TorchSamplingEngine : IColocatedSampler
     /// </summary>
     public static TorchSamplingEngine Create(TrainerContext context, LlamaArchitecture architecture,
         Func<IReadOnlyDictionary<string, Tensor>> parameters, ITokenCodec tokenizer, Func<Tensor, Tensor>? referenceForward = null,
-        EngineOptions? options = null)
+        EngineOptions? options = null) =>
+        Create(context, architecture, parameters, tokenizer, referenceForward, options, lora: null);
+
+    /// <summary>As the public <c>Create</c>, plus a model's LoRA adapter, applied on top of the base in decoding.</summary>
+    internal static TorchSamplingEngine Create(TrainerContext context, LlamaArchitecture architecture,
+        Func<IReadOnlyDictionary<string, Tensor>> parameters, ITokenCodec tokenizer, Func<Tensor, Tensor>? referenceForward,
+        EngineOptions? options, LoraSource? lora)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(architecture);
@@ -82,170 +76,72 @@ public sealed class TorchSamplingEngine : IColocatedSampler
         ArgumentNullException.ThrowIfNull(tokenizer);
         options ??= new EngineOptions();
         Validate(options, architecture);
-        var engine = new TorchSamplingEngine(context, architecture, parameters, tokenizer, referenceForward, options);
-        try
-        {
-            if (options.ParityCheck != ParityCheckMode.Never && referenceForward is not null) engine.CheckParity();
-        }
-        catch
-        {
-            engine.Dispose();
-            throw;
-        }
+        var engine = new TorchSamplingEngine(context, architecture, parameters, tokenizer, referenceForward, options, lora);
+        engine.Start();
         return engine;
     }
-
-    /// <inheritdoc />
-    public EngineOptions Options { get; }
-
-    /// <inheritdoc />
-    public int ContextLength { get; }
 
     /// <summary>The device the engine decodes on (the trainer model's).</summary>
     public Device Device { get; }
 
     /// <inheritdoc />
-    public long WeightVersion => Interlocked.Read(ref _version);
+    public override long WeightBytes => _decoder.WeightBytes;
 
-    /// <inheritdoc />
-    public bool IsStale => Volatile.Read(ref _stale) != 0;
+    /// <summary>Copy kernels the last sync issued (base and adapter): one per weight block when the trainer's tensors are stacked in one buffer.</summary>
+    internal int LastSyncCopyKernels { get; private set; }
 
-    /// <inheritdoc />
-    public bool HoldsCache { get { lock (_gate) return _decoder.HoldsCache; } }
+    private protected override bool HoldsCacheLocked => _decoder.HoldsCache;
 
-    /// <inheritdoc />
-    public long WeightBytes => _decoder.WeightBytes;
+    private protected override long AdapterBytesLocked => _decoder.Adapter?.SyncBytes ?? 0;   // its values; B's zero blocks are not counted
 
-    /// <inheritdoc />
-    public void MarkStale() => Volatile.Write(ref _stale, 1);
-
-    /// <inheritdoc />
-    [Collective]
-    public void SyncWeights([CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    private protected override long CopyBaseWeights(IReadOnlyDictionary<string, Tensor> parameters, bool onlyTrainable)
     {
-        lock (_gate)
-        {
-            ThrowIfDisposed();
-            SyncLocked();
-        }
+        long bytes = _decoder.CopyWeights(parameters, onlyTrainable);
+        LastSyncCopyKernels = _decoder.LastCopyKernels;
+        return bytes;
     }
 
-    /// <inheritdoc />
-    public void ForceSync()
+    private protected override bool AdapterFits(IReadOnlyList<LoraWeights> weights) => _decoder.Adapter?.Fits(weights) == true;
+
+    private protected override long LoadAdapter(IReadOnlyList<LoraWeights> weights)
     {
-        lock (_gate)
-        {
-            ThrowIfDisposed();
-            MarkStale();
-            SyncLocked();
-        }
+        _decoder.SetAdapter(null);
+        var adapter = TorchLoraAdapter.Create(_arch, Device, _decoder.DType, weights);
+        _decoder.SetAdapter(adapter);
+        LastSyncCopyKernels += adapter.LastCopyKernels;
+        return adapter.SyncBytes;
     }
 
-    void SyncLocked()
+    private protected override long CopyAdapter(IReadOnlyList<LoraWeights> weights)
     {
-        if (Interlocked.Exchange(ref _stale, 0) == 0) return;
-        // No sequence outlives a Generate call, so the KV cache needs no flush: every sequence starts with a prefill.
-        _decoder.CopyWeights(_parameters());
-        Interlocked.Increment(ref _version);
-        if (Options.ParityCheck == ParityCheckMode.EverySync && _referenceForward is not null) CheckParityLocked();
+        long bytes = _decoder.Adapter!.CopyWeights(weights);
+        LastSyncCopyKernels += _decoder.Adapter.LastCopyKernels;
+        return bytes;
     }
 
-    /// <inheritdoc />
-    public void ReleaseCache()
+    private protected override void DropAdapter() => _decoder.SetAdapter(null);
+
+    // No sequence outlives a Generate call, so a sync needs no KV flush: every sequence starts with a prefill.
+
+    private protected override void ReleaseCacheLocked() => _decoder.ReleaseCache();
+
+    private protected override float[] Logits(int[] tokens)
     {
-        lock (_gate) _decoder.ReleaseCache();
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var input = tensor(tokens.Select(t => (long)t).ToArray(), [1, tokens.Length], ScalarType.Int64, Device);
+        return _decoder.Prefill(input, null, null).cpu().contiguous().data<float>().ToArray();
     }
 
-    /// <inheritdoc />
-    public ParityReport CheckParity()
+    private protected override (float MaxDiff, float Scale, string Where) CompareWithReference(long[] ids, int sequences, int length)
     {
-        lock (_gate)
-        {
-            ThrowIfDisposed();
-            return CheckParityLocked();
-        }
-    }
-
-    ParityReport CheckParityLocked()
-    {
-        if (_referenceForward is null) throw new InvalidOperationException("The engine was created without a reference forward; parity cannot be checked.");
-        float tolerance = Options.ParityTolerance ?? (Options.WeightType == EngineWeightType.F32 ? 1e-3f : 5e-2f);
-        const int probeSequences = 2;
-        int probeLength = Math.Min(16, ContextLength);
-        var rng = new SampleRng(0x9A11, 0, 0);
-        var ids = new long[probeSequences * probeLength];
-        for (int i = 0; i < ids.Length; i++) ids[i] = (long)(rng.Next() % (ulong)_arch.VocabSize);
-        float maxDiff, scale;
-        using (no_grad())
-        using (NewDisposeScope())
-        {
-            var input = tensor(ids, [probeSequences, probeLength], ScalarType.Int64, Device);
-            var reference = _referenceForward(input).to(ScalarType.Float32);
-            if (!reference.shape.SequenceEqual(new long[] { probeSequences, probeLength, _arch.VocabSize }))
-                throw new InvalidOperationException($"The reference forward returned shape [{string.Join(", ", reference.shape)}]; expected [{probeSequences}, {probeLength}, {_arch.VocabSize}].");
-            var engine = _decoder.Prefill(input, null, null);
-            var diff = (engine - reference).abs().nan_to_num(float.PositiveInfinity, float.PositiveInfinity, float.PositiveInfinity);
-            maxDiff = diff.max().item<float>();
-            scale = reference.abs().max().item<float>();
-        }
-        var report = new ParityReport(maxDiff, scale, tolerance);
-        if (!(report.Relative <= tolerance))
-            throw new WeightParityException(
-                $"Engine logits differ from the trainer model's: max |diff| {maxDiff:G4} is {report.Relative:G4} of the logit scale {scale:G4}, " +
-                $"above the tolerance {tolerance:G4} for {Options.WeightType} weights. The weight layout or the model config is wrong.");
-        return report;
-    }
-
-    /// <inheritdoc />
-    [Collective]
-    [OverloadResolutionPriority(1)]   // Generate([]) means no prompts, not no token lists
-    public IReadOnlyList<Completion> Generate(IReadOnlyList<string> prompts, SamplingParams? parameters = null,
-        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
-    {
-        ArgumentNullException.ThrowIfNull(prompts);
-        var p = parameters ?? new SamplingParams();
-        GenerateContract.Validate(p);
-        lock (_gate)
-        {
-            ThrowIfDisposed();
-            return GenerateContract.Run(_trainerContext, Options.Mode, GenerateContract.Fingerprint(prompts, p), prompts.Count,
-                () => GenerateContract.Tokenize(prompts, _codec, Options.AddBos, ContextLength), SyncLocked,
-                (share, tokenized) => GenerateLocal(share, tokenized, p), AfterGenerate, member, file, line);
-        }
-    }
-
-    /// <inheritdoc />
-    [Collective]
-    public IReadOnlyList<Completion> Generate(IReadOnlyList<int[]> promptTokens, SamplingParams? parameters = null,
-        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
-    {
-        ArgumentNullException.ThrowIfNull(promptTokens);
-        var p = parameters ?? new SamplingParams();
-        GenerateContract.Validate(p);
-        lock (_gate)
-        {
-            ThrowIfDisposed();
-            return GenerateContract.Run(_trainerContext, Options.Mode, GenerateContract.Fingerprint(promptTokens, p), promptTokens.Count,
-                () => GenerateContract.CheckTokens(promptTokens, ContextLength, _arch.VocabSize), SyncLocked,
-                (share, tokenized) => GenerateLocal(share, tokenized, p), AfterGenerate, member, file, line);
-        }
-    }
-
-    void AfterGenerate()
-    {
-        if (Options.ReleaseCacheAfterGenerate) _decoder.ReleaseCache();
-    }
-
-    /// <inheritdoc />
-    public int[] TokenizePrompt(string prompt)
-    {
-        return GenerateContract.PromptIds(_codec, Options.AddBos, prompt);
-    }
-
-    /// <summary>Runs <paramref name="action"/> under the engine's lock (tests: to observe serialisation).</summary>
-    internal void UnderLock(Action action)
-    {
-        lock (_gate) action();
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var input = tensor(ids, [sequences, length], ScalarType.Int64, Device);
+        var reference = Reference(input);
+        var engine = _decoder.Prefill(input, null, null);
+        var diff = (engine - reference).abs().nan_to_num(float.PositiveInfinity, float.PositiveInfinity, float.PositiveInfinity);
+        return (diff.max().item<float>(), reference.abs().max().item<float>(), "");
     }
 
     sealed class Sequence(int promptIndex, int sampleIndex, int[] prompt, long key)
@@ -262,7 +158,7 @@ public sealed class TorchSamplingEngine : IColocatedSampler
         public int Position => Prompt.Length + Count - 1;
     }
 
-    List<Completion> GenerateLocal(IReadOnlyList<int> promptIndices, List<int[]> tokenized, SamplingParams p)
+    private protected override List<Completion> GenerateLocal(IReadOnlyList<int> promptIndices, List<int[]> tokenized, SamplingParams p)
     {
         var samples = promptIndices.ToDictionary(i => i, _ => new Sample[p.N]);
         var queue = new Queue<Sequence>();
@@ -437,27 +333,15 @@ public sealed class TorchSamplingEngine : IColocatedSampler
 
     static void Validate(EngineOptions o, LlamaArchitecture arch)
     {
-        if (o.MaxSequences < 1) throw new ArgumentException($"MaxSequences must be at least 1, got {o.MaxSequences}.", nameof(o));
-        if (o.ContextLength is < 2) throw new ArgumentException($"ContextLength must be at least 2, got {o.ContextLength}.", nameof(o));
-        if (o.ContextLength > arch.MaxPositions) throw new ArgumentException($"ContextLength {o.ContextLength} exceeds the model's max positions {arch.MaxPositions}.", nameof(o));
+        ValidateCommon(o, arch);
         if (o.DecodeChunk < 1) throw new ArgumentException($"DecodeChunk must be at least 1, got {o.DecodeChunk}.", nameof(o));
         if (o.PrefillTokens < 1) throw new ArgumentException($"PrefillTokens must be at least 1, got {o.PrefillTokens}.", nameof(o));
         if (o.TopPCandidates < 1) throw new ArgumentException($"TopPCandidates must be at least 1, got {o.TopPCandidates}.", nameof(o));
-        if (o.ParityTolerance is <= 0) throw new ArgumentException($"ParityTolerance must be positive, got {o.ParityTolerance}.", nameof(o));
     }
 
-    void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
-
-    /// <inheritdoc />
-    public void Dispose()
+    private protected override void DisposeEngine()
     {
-        lock (_gate)
-        {
-            if (_disposed) return;
-            _disposed = true;
-            _subscription.Dispose();
-            _sampler.Dispose();
-            _decoder.Dispose();
-        }
+        _sampler.Dispose();
+        _decoder.Dispose();
     }
 }
