@@ -17,7 +17,7 @@ namespace VectorLm.Bench;
 public sealed class LoraBenchmark : IBenchmark
 {
     public string Name => "lora";
-    public string Description => "LoRA r=16: adapter sync vs full swap in the llama.cpp engine, train step and optimizer state vs full (~106M, 2 threads)";
+    public string Description => "LoRA r=16: adapter sync vs full swap in the llama.cpp and torch engines, train step and optimizer state vs full (~106M, 2 threads)";
 
     public BenchReport Run(string[] args)
     {
@@ -39,13 +39,18 @@ public sealed class LoraBenchmark : IBenchmark
         var baseParameters = model.BaseParameters().ToDictionary(p => p.name, p => (Tensor)p.parameter, StringComparer.Ordinal);
         var ctx = TrainerContext.SingleProcess();
 
+        foreach (var backend in new[] { SamplingBackend.LlamaCpp, SamplingBackend.Torch })
         foreach (var type in new[] { EngineWeightType.F16, EngineWeightType.F32 })
         {
-            var options = new EngineOptions { WeightType = type, ContextLength = 64, MaxSequences = 2, BatchTokens = 64, Threads = threads, ParityCheck = ParityCheckMode.Never };
-            using var loraEngine = (LlamaSamplingEngine)ctx.CreateSampler(model, tokenizer, options with { Backend = SamplingBackend.LlamaCpp });
+            var options = new EngineOptions
+            {
+                Backend = backend, WeightType = type, ContextLength = 64, MaxSequences = 2, BatchTokens = 64, Threads = threads, ParityCheck = ParityCheckMode.Never,
+            };
+            using var loraEngine = (ColocatedSampler)ctx.CreateSampler(model, tokenizer, options);
             // The same base as full fine-tuning sees it: every weight is copied on each sync.
-            using var fullEngine = LlamaSamplingEngine.Create(ctx, SamplerExtensions.Architecture(config), () => baseParameters,
-                new TokenizerCodec(tokenizer), referenceForward: null, options);
+            using ColocatedSampler fullEngine = backend == SamplingBackend.Torch
+                ? TorchSamplingEngine.Create(ctx, SamplerExtensions.Architecture(config), () => baseParameters, new TokenizerCodec(tokenizer), referenceForward: null, options)
+                : LlamaSamplingEngine.Create(ctx, SamplerExtensions.Architecture(config), () => baseParameters, new TokenizerCodec(tokenizer), referenceForward: null, options);
             var parity = loraEngine.CheckParity();
 
             var adapterTimes = new List<double>();
@@ -61,18 +66,20 @@ public sealed class LoraBenchmark : IBenchmark
                 adapterTimes.Add(adapter);
                 fullTimes.Add(full);
             }
-            double fileRoute = Median(3, () => EngineLoraAdapter.Load(loraEngine.Model, model.AdapterWeights()).Dispose());
+            double? fileRoute = loraEngine is LlamaSamplingEngine llama
+                ? Math.Round(Median(3, () => EngineLoraAdapter.Load(llama.Model, model.AdapterWeights()).Dispose()), 2) : null;
             double adapterMs = Median(adapterTimes), fullMs = Median(fullTimes);
-            report.Add(("engine", "llama.cpp"), ("dtype", type.ToString().ToLowerInvariant()), ("rank", rank),
+            report.Add(("engine", backend == SamplingBackend.Torch ? "torch" : "llama.cpp"), ("dtype", type.ToString().ToLowerInvariant()), ("rank", rank),
                 ("adapter_mb", Math.Round(loraEngine.AdapterBytes / 1e6, 2)), ("weight_mb", Math.Round(fullEngine.WeightBytes / 1e6, 1)),
                 ("adapter_sync_ms", Math.Round(adapterMs, 3)), ("full_swap_ms", Math.Round(fullMs, 2)),
-                ("full_vs_adapter", Math.Round(fullMs / adapterMs, 1)), ("adapter_file_route_ms", Math.Round(fileRoute, 2)),
+                ("full_vs_adapter", Math.Round(fullMs / adapterMs, 1)), ("adapter_file_route_ms", fileRoute),
                 ("parity_relative", parity.Relative));
         }
 
         report.Extra["training"] = Training(config, rank, trainSteps);
         report.Notes.Add($"medians of {repeats} alternating adapter/full syncs after one warm-up round; {threads} threads; trainer weights f32 on CPU; " +
             "adapter_sync = MarkStale + SyncWeights of an engine over a model with a LoRA adapter (frozen base: adapter tensors written in place, KV cleared); " +
+            "the torch engine runs on the CPU here, with the trainer's parameters as separate tensors (no flat optimizer buffer), so a sync is one copy per tensor; " +
             "full_swap = ForceSync of an engine over the same base without the adapter (every weight converted and copied); " +
             "adapter_file_route = what a sync costs through llama.cpp's file API: GGUF written to /dev/shm, llama_adapter_lora_init, values copied, adapter freed.");
         report.Notes.Add("training: batch 1 x 128 tokens, AdamW, median of the steps after one warm-up, LoRA and full steps alternating; optimizer_state_mb = size of the optimizer's saved state (2 moments per trainable parameter).");

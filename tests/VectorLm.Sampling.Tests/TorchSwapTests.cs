@@ -78,6 +78,17 @@ public class TorchSwapTests
         }
         var trainer = TrainerLogits(m);
         for (int i = 0; i < trainer.Length; i++) Assert.True(Math.Abs(trainer[i] - stacked[i]) <= 1e-4f, $"logit {i}: {stacked[i]} vs {trainer[i]}");
+
+        // A second optimizer re-points the parameters into new buffers: the engine follows them, not the old buffer.
+        using var second = FlatOptimizer(m);
+        Step(m, second);
+        m.eval();
+        engine.MarkStale();
+        var moved = engine.EvaluateLogits(Probe);
+        Assert.Equal(10, engine.LastSyncCopyKernels);
+        var after = TrainerLogits(m);
+        Assert.True(after.Zip(trainer).Max(x => Math.Abs(x.First - x.Second)) > 1e-3f, "the step should move the logits");
+        for (int i = 0; i < after.Length; i++) Assert.True(Math.Abs(after[i] - moved[i]) <= 1e-4f, $"logit {i}: {moved[i]} vs {after[i]}");
     }
 
     [Fact]

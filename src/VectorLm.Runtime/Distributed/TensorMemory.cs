@@ -33,6 +33,14 @@ static class TensorMemory
         return basePtr + (nint)(t.storage_offset() * t.element_size());
     }
 
+    /// <summary>
+    /// Base address of <paramref name="t"/>'s storage (any layout): with <c>storage_offset</c>, where the tensor lives.
+    /// One native call when TorchSharp's binding is found.
+    /// </summary>
+    public static nint StorageBase(Tensor t) => s_storageDataPtr is { } native ? native(t.Handle)
+        : t.is_contiguous() ? DataPointer(t) - (nint)(t.storage_offset() * t.element_size())
+        : throw new NotSupportedException("this TorchSharp build does not expose THSStorage_data_ptr for non-contiguous tensors");
+
     static readonly Func<nint, nint>? s_storageDataPtr = BindStorageDataPtr();
 
     static Func<nint, nint>? BindStorageDataPtr()

@@ -160,15 +160,15 @@ internal sealed class TorchDecoder : IDisposable
     public long CopyWeights(IReadOnlyDictionary<string, Tensor> p, bool onlyTrainable = false)
     {
         // Resolve everything before the first write.
-        var resolved = _blocks.Select(b => b.Resolve(p)).ToArray();
+        foreach (var block in _blocks) block.Prepare(p);
         using var _ = no_grad();
         long bytes = 0;
         int kernels = 0;
-        for (int b = 0; b < _blocks.Length; b++)
+        foreach (var block in _blocks)
         {
-            if (onlyTrainable && !resolved[b].Any(layer => layer.Any(t => t.requires_grad))) continue;
-            kernels += _blocks[b].Copy(resolved[b]);
-            bytes += _blocks[b].Bytes;
+            if (onlyTrainable && !block.Trainable) continue;
+            kernels += block.Copy();
+            bytes += block.Bytes;
         }
         LastCopyKernels = kernels;
         return bytes;
@@ -341,6 +341,7 @@ internal sealed class TorchDecoder : IDisposable
     {
         ReleaseCache();
         SetAdapter(null);
+        foreach (var block in _blocks) block.Dispose();
         foreach (var t in _owned) t.Dispose();
         _owned.Clear();
     }

@@ -188,10 +188,10 @@ internal sealed partial class TorchLoraAdapter : IDisposable
             sources[w.Module + ".lora_A.weight"] = w.A;
             sources[w.Module + ".lora_B.weight"] = w.B;
         }
-        var resolved = _blocks.Select(b => b.Resolve(sources)).ToArray();
+        foreach (var block in _blocks) block.Prepare(sources);
         using var _ = no_grad();
         int kernels = 0;
-        for (int i = 0; i < _blocks.Length; i++) kernels += _blocks[i].Copy(resolved[i]);
+        foreach (var block in _blocks) kernels += block.Copy();
         foreach (var (block, scale) in _folded)
         {
             block.Destination.mul_(scale);
@@ -207,6 +207,7 @@ internal sealed partial class TorchLoraAdapter : IDisposable
 
     public void Dispose()
     {
+        foreach (var block in _blocks) block.Dispose();
         foreach (var t in _owned) t.Dispose();
         _owned.Clear();
     }
