@@ -91,6 +91,8 @@ public sealed class SamplingCudaBenchmark : IBenchmark
                 report.Extra["swap"] = MeasureSwap(engine, model, device, parameterCount);
                 report.Extra["parity"] = JsonSerializer.SerializeToNode(new { parity.MaxAbsDiff, parity.LogitScale, parity.Relative, parity.Tolerance });
                 report.Extra["cache_release"] = MeasureRelease(engine, ids.ToList(), p with { MaxNewTokens = 4 }, device, cacheBytes);
+                engine.ReleaseCache();
+                report.Extra["lora"] = MeasureLora(model, options, ids, p, batches.Where(b => b >= 64).ToArray(), device, repeats);
             }
         }
         File.WriteAllText(Path.Combine(export, "prompts.json"), JsonSerializer.Serialize(prompts));
@@ -134,12 +136,16 @@ public sealed class SamplingCudaBenchmark : IBenchmark
             memcpy = Median(() => dst.copy_(src));
         double separate = Median(engine.ForceSync);
         int separateKernels = engine.LastSyncCopyKernels;
-        double mixed, bf16True;
+        double mixed, bf16True, parametersMs, planCheckMs;
         int flatKernels;
         using (var optimizer = Training.Optimizers.AdamW(model, 1e-4))   // f32 masters re-pointed into flat buffers
         {
             mixed = Median(engine.ForceSync);
             flatKernels = engine.LastSyncCopyKernels;
+            // The host's share of a swap: the model's parameter dictionary, then the check of every block's copy plan.
+            parametersMs = Median(() => SamplerExtensions.Parameters(model));
+            var parameters = SamplerExtensions.Parameters(model);
+            planCheckMs = Median(() => engine.Decoder.Prepare(parameters));
         }
         model.to(ScalarType.BFloat16);
         using (var optimizer = Training.Optimizers.AdamW(model, 1e-4))   // bf16 parameters in flat buffers
@@ -152,9 +158,64 @@ public sealed class SamplingCudaBenchmark : IBenchmark
             ["swap_ms_bf16_trainer"] = bf16True, ["swap_bf16_vs_memcpy"] = Math.Round(bf16True / memcpy, 2),
             ["swap_ms_separate_tensors"] = separate, ["swap_separate_vs_memcpy"] = Math.Round(separate / memcpy, 2),
             ["copy_kernels_flat"] = flatKernels, ["copy_kernels_separate"] = separateKernels,
+            ["host_parameters_ms"] = parametersMs, ["host_plan_check_ms"] = planCheckMs,
             ["cases"] = "swap_ms: f32 masters (bf16-mixed) in FlatAdamW's flat buffers -> bf16 engine; swap_ms_bf16_trainer: bf16 parameters " +
                 "(bf16-true) in flat buffers -> bf16 engine; swap_ms_separate_tensors: f32 parameters as separate tensors (no FlatAdamW); " +
                 "memcpy_ms: one device-to-device copy of the engine's bytes; medians of 15 after a warm-up, device synchronised around each",
+        });
+    }
+
+    /// <summary>
+    /// A LoRA adapter (r = 16 on all seven projections, trained-looking B) on the same model: the parity gate over
+    /// base + adapter, the adapter-only sync with the adapter in FlatAdamW's flat buffer, and decode tok/s with the
+    /// adapter applied unmerged.
+    /// </summary>
+    static System.Text.Json.Nodes.JsonNode? MeasureLora(LlamaModel model, EngineOptions options, int[][] ids, SamplingParams p, int[] batches, Device device, int repeats)
+    {
+        const int rank = 16;
+        model.AddLora(new LoraConfig { R = rank, Alpha = 2 * rank });
+        using (no_grad())
+            foreach (var w in model.AdapterWeights()) w.B.normal_(0, 0.01);
+        model.eval();
+        using var engine = (TorchSamplingEngine)TrainerContext.SingleProcess().CreateSampler(model, BenchSetup.PaddedTokenizer(model.Config.VocabSize), options);
+        var parity = engine.CheckParity();
+        using var optimizer = Training.Optimizers.AdamW(model, 1e-4);   // the adapter's parameters in flat buffers
+        var sync = new List<double>();
+        for (int i = 0; i < 16; i++)
+        {
+            engine.MarkStale();
+            Synchronize(device);
+            var sw = Stopwatch.StartNew();
+            engine.SyncWeights();
+            Synchronize(device);
+            if (i > 0) sync.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        if (engine.LastSyncBytes != engine.AdapterBytes)
+            throw new InvalidOperationException($"the adapter sync wrote {engine.LastSyncBytes} bytes, the adapter has {engine.AdapterBytes}");
+        var rows = new System.Text.Json.Nodes.JsonArray();
+        foreach (int batch in batches)
+        {
+            var prompts = ids.Take(batch).ToList();
+            engine.Generate(prompts, p with { MaxNewTokens = 8 });
+            var seconds = new List<double>();
+            int tokens = 0;
+            for (int r = 0; r < repeats; r++)
+            {
+                Synchronize(device);
+                var sw = Stopwatch.StartNew();
+                tokens = engine.Generate(prompts, p with { Seed = (ulong)r }).Sum(c => c.Samples.Sum(s => s.TokenIds.Count));
+                seconds.Add(sw.Elapsed.TotalSeconds);
+            }
+            double median = seconds.Order().ElementAt(seconds.Count / 2);
+            rows.Add(new System.Text.Json.Nodes.JsonObject { ["batch"] = batch, ["engine_tok_s_with_adapter"] = Math.Round(tokens / median, 1) });
+        }
+        return JsonSerializer.SerializeToNode(new Dictionary<string, object>
+        {
+            ["rank"] = rank, ["targets"] = "q,k,v,o,gate,up,down", ["adapter_bytes"] = engine.AdapterBytes,
+            ["adapter_sync_ms"] = Math.Round(sync.Order().ElementAt(sync.Count / 2), 3), ["adapter_sync_copy_kernels"] = engine.LastSyncCopyKernels,
+            ["parity_relative"] = parity.Relative, ["decode"] = rows,
+            ["note"] = "adapter_sync = MarkStale + SyncWeights (frozen base: only the adapter's tensors are copied), median of 15 after a warm-up, device synchronised; " +
+                "compare with swap.swap_ms (the full swap of the same engine); decode rows as the main rows, adapter applied unmerged (two extra matmuls per projection group)",
         });
     }
 

@@ -36,6 +36,7 @@ public abstract class ColocatedSampler : IColocatedSampler
     readonly LoraSource? _lora;
     IDisposable? _subscription;
     long _syncedBaseRevision;
+    IReadOnlyDictionary<string, Tensor>? _baseAtSync;   // the base parameters the engine last copied from
     bool _adapterAtSync;
     int _stale;
     long _version;
@@ -62,6 +63,7 @@ public abstract class ColocatedSampler : IColocatedSampler
     {
         try
         {
+            _baseAtSync = _parameters();   // what the engine's constructor copied its weights from
             if (_lora is not null)
             {
                 _syncedBaseRevision = _lora.BaseRevision();
@@ -87,9 +89,6 @@ public abstract class ColocatedSampler : IColocatedSampler
 
     /// <summary>The trainer model's forward (token ids [batch, seq] to logits), for the parity gate; null without one.</summary>
     private protected Func<Tensor, Tensor>? ReferenceForward { get; }
-
-    /// <summary>The trainer's current parameters (Hugging Face names; base weights only under an adapter).</summary>
-    private protected IReadOnlyDictionary<string, Tensor> TrainerParameters() => _parameters();
 
     /// <inheritdoc />
     public EngineOptions Options { get; }
@@ -147,28 +146,39 @@ public abstract class ColocatedSampler : IColocatedSampler
         var adapterWeights = _lora?.Weights();
         long revision = _lora?.BaseRevision() ?? 0;
         bool hasAdapter = adapterWeights is { Count: > 0 };
-        bool adapterChanged = _lora is not null && (revision != _syncedBaseRevision || hasAdapter != _adapterAtSync
-            || (hasAdapter && !AdapterFits(adapterWeights!)));
+        bool fits = hasAdapter && AdapterFits(adapterWeights!);
+        bool adapterChanged = _lora is not null && (revision != _syncedBaseRevision || hasAdapter != _adapterAtSync || (hasAdapter && !fits));
         bool stale = Interlocked.Exchange(ref _stale, 0) != 0;
         if (!stale && !adapterChanged) return;
+        BeginSync();
         if (hasAdapter)
         {
             // The base is frozen under an adapter: only trainable parameters (none, usually) and the adapter move,
             // unless the base was loaded or merged since the last sync, or had no adapter then and took steps since.
-            bool frozen = revision == _syncedBaseRevision && (_adapterAtSync || !stale);
-            LastSyncBytes = CopyBaseWeights(_parameters(), onlyTrainable: frozen);
-            LastSyncBytes += AdapterFits(adapterWeights!) ? CopyAdapter(adapterWeights!) : LoadAdapter(adapterWeights!);
+            bool frozen = revision == _syncedBaseRevision && (_adapterAtSync || !stale) && _baseAtSync is not null;
+            // Frozen and nothing of the base trainable (checked on the tensors of the last sync, whose values a frozen
+            // base keeps): no need to walk the model's parameters, which costs more host time than the adapter's copy.
+            LastSyncBytes = frozen && !_baseAtSync!.Values.Any(t => t.requires_grad) ? 0 : CopyBase(onlyTrainable: frozen);
+            LastSyncBytes += fits ? CopyAdapter(adapterWeights!) : LoadAdapter(adapterWeights!);
         }
         else
         {
             DropAdapter();
-            LastSyncBytes = CopyBaseWeights(_parameters(), onlyTrainable: false);
+            LastSyncBytes = CopyBase(onlyTrainable: false);
         }
         _syncedBaseRevision = revision;
         _adapterAtSync = hasAdapter;
         OnWeightsReplaced();
         Interlocked.Increment(ref _version);
         if (Options.ParityCheck == ParityCheckMode.EverySync && ReferenceForward is not null) CheckParityLocked();
+    }
+
+    long CopyBase(bool onlyTrainable)
+    {
+        var parameters = _parameters();
+        long bytes = CopyBaseWeights(parameters, onlyTrainable);
+        _baseAtSync = parameters;
+        return bytes;
     }
 
     /// <summary>Copies the base weights into the engine (only blocks with trainable sources when asked); returns the bytes written.</summary>
@@ -185,6 +195,9 @@ public abstract class ColocatedSampler : IColocatedSampler
 
     /// <summary>Removes the engine's adapter, if any.</summary>
     private protected abstract void DropAdapter();
+
+    /// <summary>Before a sync writes anything (counters of what it writes).</summary>
+    private protected virtual void BeginSync() { }
 
     /// <summary>After a sync: what the engine must forget of the old weights (llama.cpp: its KV cache).</summary>
     private protected virtual void OnWeightsReplaced() { }

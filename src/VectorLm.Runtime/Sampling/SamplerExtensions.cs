@@ -60,7 +60,7 @@ public static class SamplerExtensions
         new(c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim,
             (float)c.RmsNormEps, (float)c.RopeTheta, c.MaxPositionEmbeddings, c.TieWordEmbeddings, c.RopeScaling);
 
-    static IReadOnlyDictionary<string, Tensor> Parameters(LlamaModel model)
+    internal static IReadOnlyDictionary<string, Tensor> Parameters(LlamaModel model)
     {
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (name, p) in model.BaseParameters()) result[name] = p; // the adapter goes in as an adapter

@@ -159,8 +159,7 @@ internal sealed class TorchDecoder : IDisposable
     /// </summary>
     public long CopyWeights(IReadOnlyDictionary<string, Tensor> p, bool onlyTrainable = false)
     {
-        // Resolve everything before the first write.
-        foreach (var block in _blocks) block.Prepare(p);
+        Prepare(p);   // everything resolved before the first write
         using var _ = no_grad();
         long bytes = 0;
         int kernels = 0;
@@ -172,6 +171,12 @@ internal sealed class TorchDecoder : IDisposable
         }
         LastCopyKernels = kernels;
         return bytes;
+    }
+
+    /// <summary>Checks (or works out again) every block's copy plan for <paramref name="p"/>: the host side of a swap.</summary>
+    public void Prepare(IReadOnlyDictionary<string, Tensor> p)
+    {
+        foreach (var block in _blocks) block.Prepare(p);
     }
 
     /// <summary>Takes <paramref name="adapter"/> (or none) as the adapter applied in decoding; the previous one is disposed.</summary>

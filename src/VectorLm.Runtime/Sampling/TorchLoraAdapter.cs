@@ -54,12 +54,14 @@ internal sealed partial class TorchLoraAdapter : IDisposable
     readonly (TorchWeightBlock Block, double Scale)[] _folded;   // B blocks whose scale is multiplied in on copy
     readonly string[] _modules;
     readonly long[] _ranks;
+    readonly Tensor[] _a;   // the A matrices it was built for (a rank check is skipped for the same tensor)
     readonly List<Tensor> _owned = new();
 
     TorchLoraAdapter(LlamaArchitecture a, Device device, ScalarType dtype, IReadOnlyList<LoraWeights> weights)
     {
         _modules = weights.Select(w => w.Module).ToArray();
         _ranks = weights.Select(w => w.A.shape[0]).ToArray();
+        _a = weights.Select(w => (Tensor)w.A).ToArray();
         // Which projections are adapted, with their rank and scale, from layer 0; every layer must match.
         var byName = new Dictionary<(int Layer, string Projection), LoraWeights>();
         foreach (var w in weights)
@@ -174,7 +176,7 @@ internal sealed partial class TorchLoraAdapter : IDisposable
     {
         if (weights.Count != _modules.Length) return false;
         for (int i = 0; i < weights.Count; i++)
-            if (weights[i].Module != _modules[i] || weights[i].A.shape[0] != _ranks[i]) return false;
+            if (weights[i].Module != _modules[i] || (!ReferenceEquals(weights[i].A, _a[i]) && weights[i].A.shape[0] != _ranks[i])) return false;
         return true;
     }
 

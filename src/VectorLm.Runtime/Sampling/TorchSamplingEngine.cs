@@ -87,6 +87,8 @@ public sealed class TorchSamplingEngine : ColocatedSampler
     /// <inheritdoc />
     public override long WeightBytes => _decoder.WeightBytes;
 
+    internal TorchDecoder Decoder => _decoder;
+
     /// <summary>Copy kernels the last sync issued (base and adapter): one per weight block when the trainer's tensors are stacked in one buffer.</summary>
     internal int LastSyncCopyKernels { get; private set; }
 
@@ -97,9 +99,11 @@ public sealed class TorchSamplingEngine : ColocatedSampler
     private protected override long CopyBaseWeights(IReadOnlyDictionary<string, Tensor> parameters, bool onlyTrainable)
     {
         long bytes = _decoder.CopyWeights(parameters, onlyTrainable);
-        LastSyncCopyKernels = _decoder.LastCopyKernels;
+        LastSyncCopyKernels += _decoder.LastCopyKernels;
         return bytes;
     }
+
+    private protected override void BeginSync() => LastSyncCopyKernels = 0;
 
     private protected override bool AdapterFits(IReadOnlyList<LoraWeights> weights) => _decoder.Adapter?.Fits(weights) == true;
 
