@@ -13,7 +13,7 @@ public class DistributedGenerateTests
     static readonly string[] Prompts = ["alpha", "beta gamma", "δέλτα", "e", "the fifth prompt", "6", "seven!"];
     static readonly EngineOptions Small = new() { ContextLength = 48, MaxSequences = 3, BatchTokens = 48, Threads = 1 };
 
-    static T[] RunRanks<T>(int world, Func<TrainerContext, T> body)
+    internal static T[] RunRanks<T>(int world, Func<TrainerContext, T> body)
     {
         int port;
         using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; probe.Stop(); }

@@ -17,7 +17,7 @@ public class TorchSwapTests
     static readonly int[] Probe = [1, 20, 31, 45, 52, 77, 90, 101, 7, 3];
 
     // Optimizers.AdamW's two groups (decayed matrices, undecayed vectors), flattened even on the CPU.
-    static FlatAdamW FlatOptimizer(LlamaModel m, double lr = 1e-2)
+    internal static FlatAdamW FlatOptimizer(LlamaModel m, double lr = 1e-2)
     {
         var named = m.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         var groups = new[] { named.Where(p => Optimizers.Decays(p.name, p.parameter)), named.Where(p => !Optimizers.Decays(p.name, p.parameter)) }
