@@ -166,9 +166,9 @@ public sealed class SamplingCudaBenchmark : IBenchmark
     }
 
     /// <summary>
-    /// A LoRA adapter (r = 16 on all seven projections, trained-looking B) on the same model: the parity gate over
-    /// base + adapter, the adapter-only sync with the adapter in FlatAdamW's flat buffer, and decode tok/s with the
-    /// adapter applied unmerged.
+    /// A LoRA adapter (r = 16 on all seven projections, trained-looking B) on the same model, in FlatAdamW's flat
+    /// buffer, applied unmerged (adapter-only sync) and merged (fresh base + folded adapter at each sync): the parity
+    /// gate over base + adapter, sync time and decode tok/s of each.
     /// </summary>
     static System.Text.Json.Nodes.JsonNode? MeasureLora(LlamaModel model, EngineOptions options, int[][] ids, SamplingParams p, int[] batches, Device device, int repeats)
     {
@@ -177,45 +177,55 @@ public sealed class SamplingCudaBenchmark : IBenchmark
         using (no_grad())
             foreach (var w in model.AdapterWeights()) w.B.normal_(0, 0.01);
         model.eval();
-        using var engine = (TorchSamplingEngine)TrainerContext.SingleProcess().CreateSampler(model, BenchSetup.PaddedTokenizer(model.Config.VocabSize), options);
-        var parity = engine.CheckParity();
         using var optimizer = Training.Optimizers.AdamW(model, 1e-4);   // the adapter's parameters in flat buffers
-        var sync = new List<double>();
-        for (int i = 0; i < 16; i++)
+        var modes = new System.Text.Json.Nodes.JsonArray();
+        foreach (bool merge in new[] { false, true })
         {
-            engine.MarkStale();
-            Synchronize(device);
-            var sw = Stopwatch.StartNew();
-            engine.SyncWeights();
-            Synchronize(device);
-            if (i > 0) sync.Add(sw.Elapsed.TotalMilliseconds);
-        }
-        if (engine.LastSyncBytes != engine.AdapterBytes)
-            throw new InvalidOperationException($"the adapter sync wrote {engine.LastSyncBytes} bytes, the adapter has {engine.AdapterBytes}");
-        var rows = new System.Text.Json.Nodes.JsonArray();
-        foreach (int batch in batches)
-        {
-            var prompts = ids.Take(batch).ToList();
-            engine.Generate(prompts, p with { MaxNewTokens = 8 });
-            var seconds = new List<double>();
-            int tokens = 0;
-            for (int r = 0; r < repeats; r++)
+            using var engine = (TorchSamplingEngine)TrainerContext.SingleProcess().CreateSampler(model,
+                BenchSetup.PaddedTokenizer(model.Config.VocabSize), options with { MergeLoraOnSync = merge });
+            var parity = engine.CheckParity();
+            var sync = new List<double>();
+            for (int i = 0; i < 16; i++)
             {
+                engine.MarkStale();
                 Synchronize(device);
                 var sw = Stopwatch.StartNew();
-                tokens = engine.Generate(prompts, p with { Seed = (ulong)r }).Sum(c => c.Samples.Sum(s => s.TokenIds.Count));
-                seconds.Add(sw.Elapsed.TotalSeconds);
+                engine.SyncWeights();
+                Synchronize(device);
+                if (i > 0) sync.Add(sw.Elapsed.TotalMilliseconds);
             }
-            double median = seconds.Order().ElementAt(seconds.Count / 2);
-            rows.Add(new System.Text.Json.Nodes.JsonObject { ["batch"] = batch, ["engine_tok_s_with_adapter"] = Math.Round(tokens / median, 1) });
+            if (!merge && engine.LastSyncBytes != engine.AdapterBytes)
+                throw new InvalidOperationException($"the adapter sync wrote {engine.LastSyncBytes} bytes, the adapter has {engine.AdapterBytes}");
+            var row = new System.Text.Json.Nodes.JsonObject
+            {
+                ["merged"] = merge, ["sync_ms"] = Math.Round(sync.Order().ElementAt(sync.Count / 2), 3), ["sync_bytes"] = engine.LastSyncBytes,
+                ["sync_copy_kernels"] = engine.LastSyncCopyKernels, ["parity_relative"] = parity.Relative,
+            };
+            foreach (int batch in batches)
+            {
+                var prompts = ids.Take(batch).ToList();
+                engine.Generate(prompts, p with { MaxNewTokens = 8 });
+                var seconds = new List<double>();
+                int tokens = 0;
+                for (int r = 0; r < repeats; r++)
+                {
+                    Synchronize(device);
+                    var sw = Stopwatch.StartNew();
+                    tokens = engine.Generate(prompts, p with { Seed = (ulong)r }).Sum(c => c.Samples.Sum(s => s.TokenIds.Count));
+                    seconds.Add(sw.Elapsed.TotalSeconds);
+                }
+                row[$"tok_s_batch_{batch}"] = Math.Round(tokens / seconds.Order().ElementAt(seconds.Count / 2), 1);
+            }
+            engine.ReleaseCache();
+            modes.Add(row);
         }
         return JsonSerializer.SerializeToNode(new Dictionary<string, object>
         {
-            ["rank"] = rank, ["targets"] = "q,k,v,o,gate,up,down", ["adapter_bytes"] = engine.AdapterBytes,
-            ["adapter_sync_ms"] = Math.Round(sync.Order().ElementAt(sync.Count / 2), 3), ["adapter_sync_copy_kernels"] = engine.LastSyncCopyKernels,
-            ["parity_relative"] = parity.Relative, ["decode"] = rows,
-            ["note"] = "adapter_sync = MarkStale + SyncWeights (frozen base: only the adapter's tensors are copied), median of 15 after a warm-up, device synchronised; " +
-                "compare with swap.swap_ms (the full swap of the same engine); decode rows as the main rows, adapter applied unmerged (two extra matmuls per projection group)",
+            ["rank"] = rank, ["targets"] = "q,k,v,o,gate,up,down", ["modes"] = modes,
+            ["note"] = "sync = MarkStale + SyncWeights after the model's steps, median of 15 after a warm-up, device synchronised; merged = false: " +
+                "the frozen base stays, only the adapter's tensors are copied and decoding adds B(A x) (two matmuls per projection group); merged = true " +
+                "(the default on CUDA): the base is copied in again and W + scale*B*A folded into it (one bmm per group), decoding at the base's speed. " +
+                "Compare sync_ms with swap.swap_ms and tok/s with the rows of the same batch.",
         });
     }
 

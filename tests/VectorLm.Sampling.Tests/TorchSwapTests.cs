@@ -108,4 +108,44 @@ public class TorchSwapTests
         float scale = trainer.Max(Math.Abs);
         for (int i = 0; i < trainer.Length; i++) Assert.True(Math.Abs(trainer[i] - logits[i]) <= 1e-4f * scale, $"logit {i}: {logits[i]} vs {trainer[i]}");
     }
+
+    [Fact]
+    public void A_merged_adapter_is_folded_into_a_fresh_base_copy_at_every_sync_and_follows_the_trainer()
+    {
+        using var m = LlamaModel.Create(Config, seed: 6);
+        m.AddLora(new LoraConfig { R = 4, Alpha = 8, TargetModules = ["q_proj", "k_proj", "o_proj", "up_proj", "down_proj"] });
+        var ctx = TrainerContext.SingleProcess();
+        using var merged = (TorchSamplingEngine)ctx.CreateSampler(m, Tokenizer.ByteLevel(), F32 with { MergeLoraOnSync = true });   // gate at build
+        using var applied = (TorchSamplingEngine)ctx.CreateSampler(m, Tokenizer.ByteLevel(), F32);
+        Assert.True(merged.MergesAdapter);
+        Assert.False(applied.MergesAdapter);   // the default on the CPU
+        using var opt = FlatOptimizer(m, lr: 5e-2);
+        for (int step = 0; step < 3; step++)
+        {
+            Step(m, opt);
+            m.eval();
+            merged.MarkStale();
+            applied.MarkStale();
+            var logits = merged.EvaluateLogits(Probe);
+            // Each sync copies the base in again (the previous merge cannot be taken out exactly) plus the adapter.
+            Assert.Equal(merged.WeightBytes + merged.AdapterBytes, merged.LastSyncBytes);
+            var trainer = TrainerLogits(m);
+            float scale = trainer.Max(Math.Abs);
+            for (int i = 0; i < trainer.Length; i++) Assert.True(Math.Abs(trainer[i] - logits[i]) <= 1e-4f * scale, $"step {step}, logit {i}: {logits[i]} vs {trainer[i]}");
+            m.train();
+        }
+        m.eval();
+        Assert.True(merged.CheckParity().Relative <= 1e-3f);
+        var p = SamplingParams.Greedy(6);
+        Assert.Equal(applied.Generate(["abc", "hello"], p).Select(c => c.Samples[0].TokenIds.ToArray()),
+            merged.Generate(["abc", "hello"], p).Select(c => c.Samples[0].TokenIds.ToArray()));
+
+        // Merged into the trainer's base: the engine drops its adapter and copies the merged base.
+        m.MergeAdapter();
+        var afterMerge = merged.EvaluateLogits(Probe);
+        Assert.Equal(0, merged.AdapterBytes);
+        var expected = TrainerLogits(m);
+        float s = expected.Max(Math.Abs);
+        for (int i = 0; i < expected.Length; i++) Assert.True(Math.Abs(expected[i] - afterMerge[i]) <= 1e-4f * s);
+    }
 }

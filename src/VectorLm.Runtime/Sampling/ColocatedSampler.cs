@@ -155,7 +155,7 @@ public abstract class ColocatedSampler : IColocatedSampler
         {
             // The base is frozen under an adapter: only trainable parameters (none, usually) and the adapter move,
             // unless the base was loaded or merged since the last sync, or had no adapter then and took steps since.
-            bool frozen = revision == _syncedBaseRevision && (_adapterAtSync || !stale) && _baseAtSync is not null;
+            bool frozen = !AdapterNeedsFreshBase && revision == _syncedBaseRevision && (_adapterAtSync || !stale) && _baseAtSync is not null;
             // Frozen and nothing of the base trainable (checked on the tensors of the last sync, whose values a frozen
             // base keeps): no need to walk the model's parameters, which costs more host time than the adapter's copy.
             LastSyncBytes = frozen && !_baseAtSync!.Values.Any(t => t.requires_grad) ? 0 : CopyBase(onlyTrainable: frozen);
@@ -195,6 +195,9 @@ public abstract class ColocatedSampler : IColocatedSampler
 
     /// <summary>Removes the engine's adapter, if any.</summary>
     private protected abstract void DropAdapter();
+
+    /// <summary>True when the engine folds the adapter into its copy of the base, which must then be copied in fresh at every sync.</summary>
+    private protected virtual bool AdapterNeedsFreshBase => false;
 
     /// <summary>Before a sync writes anything (counters of what it writes).</summary>
     private protected virtual void BeginSync() { }

@@ -34,6 +34,8 @@ internal sealed class TorchDecoder : IDisposable
     readonly Layer[] _layers;
     readonly Tensor _embed, _head, _headT, _finalNorm, _rope;
     readonly TorchWeightBlock[] _blocks;
+    readonly Dictionary<LoraGroup, Tensor> _adaptable;   // the stacked matrices an adapter group adds to
+    bool _adapterMerged;
     readonly List<Tensor> _owned = new();
     TorchLoraAdapter? _adapter;
     Tensor[]? _cache;   // per layer [2, Slots, KV, Context, D]
@@ -69,6 +71,7 @@ internal sealed class TorchDecoder : IDisposable
         var o = New(layers, hidden, _qDim);
         var gateUp = New(layers, 2 * ffn, hidden);
         var down = New(layers, hidden, ffn);
+        _adaptable = new() { [LoraGroup.Qkv] = qkv, [LoraGroup.O] = o, [LoraGroup.GateUp] = gateUp, [LoraGroup.Down] = down };
         var inputNorm = New(layers, 2 * hidden);
         var postNorm = New(layers, 2 * hidden);
         bool Has(string name) => parameters.ContainsKey($"model.layers.0.{name}.bias");
@@ -161,6 +164,7 @@ internal sealed class TorchDecoder : IDisposable
     {
         Prepare(p);   // everything resolved before the first write
         using var _ = no_grad();
+        if (!onlyTrainable) _adapterMerged = false;   // the adapted matrices are the base's again
         long bytes = 0;
         int kernels = 0;
         foreach (var block in _blocks)
@@ -185,6 +189,17 @@ internal sealed class TorchDecoder : IDisposable
         if (ReferenceEquals(adapter, _adapter)) return;
         _adapter?.Dispose();
         _adapter = adapter;
+        _adapterMerged = false;
+    }
+
+    /// <summary>
+    /// Folds the adapter into the base weights (freshly copied: call right after <see cref="CopyWeights"/>), so decoding
+    /// runs at the base model's speed; until the next base copy, decoding no longer applies it separately.
+    /// </summary>
+    public void MergeAdapter()
+    {
+        _adapter!.MergeInto(_adaptable);
+        _adapterMerged = true;
     }
 
     /// <summary>Allocates the KV cache if it is not held (detached: it outlives the caller's DisposeScope).</summary>
@@ -264,7 +279,7 @@ internal sealed class TorchDecoder : IDisposable
     }
 
     // Adds the adapter's scale·B(A x) of one group of projections to y = W x, when the engine applies an adapter there.
-    Tensor Lora(Tensor y, Tensor x, int layer, LoraGroup group) => _adapter is { } adapter ? adapter.Apply(y, x, layer, group) : y;
+    Tensor Lora(Tensor y, Tensor x, int layer, LoraGroup group) => _adapter is { } adapter && !_adapterMerged ? adapter.Apply(y, x, layer, group) : y;
 
     // Fused q/k/v rows [n, (H + 2KV)·D] of layer i, before rotary embedding.
     Tensor Qkv(Tensor x, int i)

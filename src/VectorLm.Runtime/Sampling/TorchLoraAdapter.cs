@@ -45,6 +45,7 @@ internal sealed partial class TorchLoraAdapter : IDisposable
 
     sealed class Group
     {
+        public required Tensor A, B;       // [L, ΣR, in], [L, rows, ΣR]
         public required Tensor[] AT, BT;   // per layer: A [ΣR, in] and B [rows, ΣR], transposed for matmul
         public required double Alpha;      // the modules' common scale, or 1 when it is folded into B
     }
@@ -123,6 +124,7 @@ internal sealed partial class TorchLoraAdapter : IDisposable
             }
             _groups[(int)group] = new Group
             {
+                A = groupA, B = groupB,
                 AT = Enumerable.Range(0, layers).Select(i => Keep(groupA[i].t())).ToArray(),
                 BT = Enumerable.Range(0, layers).Select(i => Keep(groupB[i].t())).ToArray(),
                 Alpha = scales.Length == 1 ? scales[0] : 1,
@@ -201,6 +203,23 @@ internal sealed partial class TorchLoraAdapter : IDisposable
         }
         LastCopyKernels = kernels;
         return SyncBytes;
+    }
+
+    /// <summary>
+    /// Folds the adapter into the engine's base weights of each adapted group (<paramref name="weights"/>: the stacked
+    /// q/k/v, o, gate/up and down matrices [L, rows, in]): <c>W += scale · B A</c>, one batched matmul and an add per group. The
+    /// base must have been copied in fresh just before (a merged adapter cannot be taken out again exactly).
+    /// </summary>
+    public void MergeInto(IReadOnlyDictionary<LoraGroup, Tensor> weights)
+    {
+        using var _ = no_grad();
+        for (int g = 0; g < _groups.Length; g++)
+            if (_groups[g] is { } group)
+            {
+                // TorchSharp binds no in-place baddbmm: the product goes through one temporary of the group's size.
+                using var delta = group.B.bmm(group.A);
+                weights[(LoraGroup)g].add_(delta, group.Alpha);
+            }
     }
 
     /// <summary>y + scale · B (A x) for the adapted projections of <paramref name="group"/> in <paramref name="layer"/> (y itself when none is adapted).</summary>

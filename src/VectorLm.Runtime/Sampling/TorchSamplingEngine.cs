@@ -105,6 +105,11 @@ public sealed class TorchSamplingEngine : ColocatedSampler
 
     private protected override void BeginSync() => LastSyncCopyKernels = 0;
 
+    /// <summary>Whether a LoRA adapter is folded into the engine's base copy at each sync (see <see cref="EngineOptions.MergeLoraOnSync"/>).</summary>
+    public bool MergesAdapter => Options.MergeLoraOnSync ?? Device.type == DeviceType.CUDA;
+
+    private protected override bool AdapterNeedsFreshBase => MergesAdapter;
+
     private protected override bool AdapterFits(IReadOnlyList<LoraWeights> weights) => _decoder.Adapter?.Fits(weights) == true;
 
     private protected override long LoadAdapter(IReadOnlyList<LoraWeights> weights)
@@ -113,6 +118,7 @@ public sealed class TorchSamplingEngine : ColocatedSampler
         var adapter = TorchLoraAdapter.Create(_arch, Device, _decoder.DType, weights);
         _decoder.SetAdapter(adapter);
         LastSyncCopyKernels += adapter.LastCopyKernels;
+        if (MergesAdapter) _decoder.MergeAdapter();
         return adapter.SyncBytes;
     }
 
@@ -120,6 +126,7 @@ public sealed class TorchSamplingEngine : ColocatedSampler
     {
         long bytes = _decoder.Adapter!.CopyWeights(weights);
         LastSyncCopyKernels += _decoder.Adapter.LastCopyKernels;
+        if (MergesAdapter) _decoder.MergeAdapter();
         return bytes;
     }
 
