@@ -5,7 +5,8 @@
 #      and prompts;
 #   2. the KV cache release again with PYTORCH_NO_CUDA_MEMORY_CACHING=1, so the freed bytes reach the driver;
 #   3. sampling_hf.py: transformers generate, eager (dynamic cache) and compiled (static cache), on the exported folders;
-#   4. merges the HF rows into bench/results/sampling-cuda.json (fields hf_eager_tok_s, hf_compiled_tok_s, ratios).
+#   4. merges the HF rows into bench/results/sampling-cuda.json (fields hf_eager_tok_s, hf_compiled_tok_s, ratios), with the
+#      command (BENCH_ARGS and HF_ARGS included) and, when VECTORLM_COMMIT is set, the code's commit.
 # Prepare with bench/gpu/carry.sh, then on the GPU machine from the repository root:
 #   source bench/gpu/env.sh && CUDA_VISIBLE_DEVICES=0 bash bench/gpu/sampling.sh .device/app [results folder]
 set -uo pipefail
@@ -51,7 +52,8 @@ if os.path.exists(hf_path):
     doc["hf"] = {k: hf[k] for k in ("torch", "transformers", "gpu")}
 if os.path.exists(release_path):
     doc["cache_release_no_caching_allocator"] = json.load(open(release_path)).get("cache_release")
-doc["command"] = "source bench/gpu/env.sh && CUDA_VISIBLE_DEVICES=0 bash " + command
+doc["command"] = "source bench/gpu/env.sh && CUDA_VISIBLE_DEVICES=0 " + " ".join(f"{k}='{os.environ[k]}'" for k in ("BENCH_ARGS", "HF_ARGS") if os.environ.get(k)) + " bash " + command
+if os.environ.get("VECTORLM_COMMIT"): doc["code_commit"] = os.environ["VECTORLM_COMMIT"]
 json.dump(doc, open(path, "w"), indent=2)
 print(json.dumps(doc, indent=1))
 PY
