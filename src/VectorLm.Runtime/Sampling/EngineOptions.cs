@@ -106,8 +106,9 @@ public sealed record EngineOptions
     /// (<c>W + scale·B A</c>, one batched matmul per projection group; the sync copies the base in again, about a full
     /// swap, and decoding runs at the base model's speed); false applies it in decoding (<c>W x + scale·B (A x)</c>: a
     /// sync moves only the adapter's bytes, decoding does two more matmuls per projection group). null (the default):
-    /// merged on CUDA, where a swap takes about a millisecond and the extra matmuls made decoding ~20% slower, unmerged
-    /// on the CPU, where a swap costs tens of milliseconds and the extra matmuls a few percent.
+    /// merged on CUDA, where a sync takes milliseconds and the extra matmuls made decoding 22-36% slower
+    /// (bench/results/sampling-cuda.json), unmerged on the CPU, where a swap costs tens of milliseconds and the extra
+    /// matmuls a few percent.
     /// </summary>
     public bool? MergeLoraOnSync { get; init; }
 }
