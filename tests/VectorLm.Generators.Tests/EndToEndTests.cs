@@ -81,4 +81,42 @@ public sealed class EndToEndTests : IDisposable
         }
         Assert.Contains("many", error.ToString());
     }
+
+    [Fact]
+    public void Out_of_range_option_is_refused_before_training_with_the_option_and_its_range()
+    {
+        var report = Path.Combine(_dir, "never.txt");
+        var (code, error) = RunCapturingErrors("--steps", "-5", "--report", report);
+
+        Assert.Equal(1, code);
+        Assert.Contains("--steps must be between 1 and 100000, got -5.", error);
+        Assert.False(File.Exists(report)); // Train never ran
+    }
+
+    [Fact]
+    public void Out_of_range_config_value_is_refused_with_the_file_named()
+    {
+        var config = Path.Combine(_dir, "zero.yaml");
+        File.WriteAllText(config, "sample-every: 0\n");
+
+        var (code, error) = RunCapturingErrors("--config", config);
+
+        Assert.Equal(1, code);
+        Assert.Contains($"--sample-every must be at least 1, got 0. (from the config file '{config}')", error);
+    }
+
+    static (int Code, string Error) RunCapturingErrors(params string[] args)
+    {
+        var error = new StringWriter();
+        var previous = Console.Error;
+        Console.SetError(error);
+        try
+        {
+            return (Run(args), error.ToString());
+        }
+        finally
+        {
+            Console.SetError(previous);
+        }
+    }
 }
