@@ -188,5 +188,24 @@ public sealed class OptionValidationTests : IDisposable
         Assert.Equal(1, code);
         Assert.False(ran);
         Assert.Contains("--steps must be between 1 and 100000, got -5.", error.ToString());
+        Assert.Contains("Run with --help for the options of T.", error.ToString());
+    }
+
+    [Fact]
+    public void Help_states_ranges_requirements_and_allowed_values()
+    {
+        var cli = new TrainerCommandLine("T", null);
+        cli.AddOption("--steps", "Optimizer steps.", 300, new RangeAttribute(1, 100_000));
+        cli.AddOption("--model", null, "", new RequiredAttribute(), new MustExistAttribute());
+        cli.AddOption("--mode", "How.", "fast", new AllowedValuesAttribute("fast", "exact"));
+        var output = new StringWriter();
+
+        Assert.Equal(0, cli.Invoke(["--help"], _ => 1, output));
+
+        var help = output.ToString();
+        Assert.Contains("Optimizer steps. (between 1 and 100000)", help);
+        Assert.Contains("(required; must exist)", help);
+        Assert.Contains("How. (one of 'fast', 'exact')", help);
+        Assert.Contains("Ranks to run on this node, one process per device (the job has nproc-per-node x nnodes ranks). (at least 1)", help);
     }
 }

@@ -35,6 +35,22 @@ internal static class OptionValidation
         }
     }
 
+    /// <summary>The help text with the constraints help can say briefly appended: <c>Optimizer steps. (1 to 100000)</c>.</summary>
+    public static string? WithConstraints(string? description, IReadOnlyList<ValidationAttribute> constraints)
+    {
+        var notes = constraints.Select(c => c switch
+        {
+            RangeAttribute range => RangeText(range),
+            RequiredAttribute => "required",
+            AllowedValuesAttribute allowed => "one of " + List(allowed.Values),
+            MustExistAttribute => "must exist",
+            _ => null,
+        }).OfType<string>().ToList();
+        if (notes.Count == 0) return description;
+        var note = "(" + string.Join("; ", notes) + ")";
+        return string.IsNullOrWhiteSpace(description) ? note : description.TrimEnd() + " " + note;
+    }
+
     // AllowedValues and DeniedValues set ErrorMessage themselves; only a message other than theirs is the user's.
     static readonly string? s_allowedValuesMessage = new AllowedValuesAttribute().ErrorMessage;
     static readonly string? s_deniedValuesMessage = new DeniedValuesAttribute().ErrorMessage;

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using System.ComponentModel;
 using System.ComponentModel.DataAnnotations;
@@ -111,7 +112,7 @@ public sealed class TrainerCommandLine
             throw new ArgumentException($"Trainer {TrainerName} defines the option '{name}' twice (or it clashes with a launch option).", nameof(name));
         var option = new Option<T>(name)
         {
-            Description = description,
+            Description = OptionValidation.WithConstraints(description, constraints),
             DefaultValueFactory = _ => defaultValue,
             // Arrays accept "--ints 1 2 3" as well as "--ints 1 --ints 2".
             AllowMultipleArgumentsPerToken = typeof(T).IsArray,
@@ -142,7 +143,11 @@ public sealed class TrainerCommandLine
             return 1;
         }
         _root.SetAction(parsed => run(new TrainerArguments(parsed, [], ToLaunchOptions(parsed))));
-        return result.Invoke(new InvocationConfiguration { Output = output ?? Console.Out, Error = error });
+        // The errors alone, not the whole help after them: the message names the option and what it accepts.
+        if (result.Action is ParseErrorAction parseError) parseError.ShowHelp = false;
+        var code = result.Invoke(new InvocationConfiguration { Output = output ?? Console.Out, Error = error });
+        if (result.Errors.Count > 0) error.WriteLine($"Run with --help for the options of {TrainerName}.");
+        return code;
     }
 
     /// <summary>Parses <paramref name="args"/>, adding the values of the <c>--config</c> file that the command line does not set.</summary>
@@ -249,7 +254,7 @@ public sealed class TrainerCommandLine
 
     Option<T> Launch<T>(string name, string description, T defaultValue, params ValidationAttribute[] constraints)
     {
-        var option = new Option<T>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+        var option = new Option<T>(name) { Description = OptionValidation.WithConstraints(description, constraints), DefaultValueFactory = _ => defaultValue };
         Validate(option, constraints);
         _root.Options.Add(option);
         return option;
