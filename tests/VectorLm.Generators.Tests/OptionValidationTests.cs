@@ -137,6 +137,19 @@ public sealed class OptionValidationTests : IDisposable
     }
 
     [Fact]
+    public void An_attribute_that_does_not_fit_the_option_type_is_reported_on_the_first_parse()
+    {
+        var cli = new TrainerCommandLine("T", null);
+        cli.AddOption("--layers", null, 5, new MustExistAttribute());
+        cli.AddOption("--name", null, "abc", new RangeAttribute(1, 10));
+
+        var errors = cli.Parse([]).Errors;
+
+        Assert.Contains("--layers: cannot check [MustExist] against 5: [MustExist] applies to string, FileInfo and DirectoryInfo options, not to Int32.", errors);
+        Assert.Contains("--name must be between 1 and 10, got 'abc'.", errors);
+    }
+
+    [Fact]
     public void Config_file_values_go_through_the_same_constraints_and_the_error_names_the_file()
     {
         var cli = new TrainerCommandLine("T", null);
