@@ -39,6 +39,8 @@ namespace Samples.Validated
         [Option, MinLength(1), MaxLength(4)] public string[] Prompts { get; init; } = ["1+1="];
         [Option, StringLength(16, MinimumLength = 2)] public string Tag { get; init; } = "tag";
         [Option, Even] public int Heads { get; init; } = 4;
+        [Option, Range(double.NegativeInfinity, 0.0)] public double LogProb { get; init; } = -1.0;
+        [Option, AllowedValues(-3, (short)-3, (sbyte)-1, 7u, 9UL, (ushort)2, float.PositiveInfinity, double.NaN, -2.5f, typeof(int), new[] { 1, 2 })] public int Odd { get; init; } = -3;
         [Option, Range(typeof(TimeSpan), "00:00:01", "01:00:00")] public TimeSpan CheckpointEvery { get; init; } = TimeSpan.FromMinutes(5);
 
         public void Train(TrainerContext ctx)
