@@ -53,7 +53,7 @@ public sealed class CollectivesBenchmark : IBenchmark
             Environment.Exit(code);
         }
 
-        string loadBefore = LoadAverage();
+        string loadBefore = BenchReport.LoadAverage();
         string outFile = Path.GetTempFileName();
         Environment.SetEnvironmentVariable(OutVariable, outFile);
         int exit = TrainerHost.Run(options, (_, _) => Task.CompletedTask);
@@ -61,10 +61,8 @@ public sealed class CollectivesBenchmark : IBenchmark
         var measured = JsonNode.Parse(File.ReadAllText(outFile))!.AsArray();
         File.Delete(outFile);
 
-        var report = new BenchReport(mode == "tcp" ? "collectives" : "collectives-" + mode);
         // Loopback throughput is CPU work: on a shared machine the load says how much the numbers can be trusted.
-        report.Extra["load_average_before"] = loadBefore;
-        report.Extra["load_average_after"] = LoadAverage();
+        var report = new BenchReport(mode == "tcp" ? "collectives" : "collectives-" + mode, loadBefore);
         foreach (var row in measured)
             report.Add(row!.AsObject().Select(kv => (kv.Key, (object?)Value(kv.Value))).ToArray());
 
@@ -81,12 +79,6 @@ public sealed class CollectivesBenchmark : IBenchmark
             else report.Notes.Add("no --torch-script given: no PyTorch comparison");
         }
         return report;
-    }
-
-    static string LoadAverage()
-    {
-        try { return File.ReadAllText("/proc/loadavg").Trim(); }
-        catch (IOException) { return "unknown"; }
     }
 
     static object? Value(JsonNode? n) => n is JsonValue v
