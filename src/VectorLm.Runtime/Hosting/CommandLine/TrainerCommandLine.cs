@@ -239,18 +239,18 @@ public sealed class TrainerCommandLine
         });
     }
 
-    LaunchOptions ToLaunchOptions(ParseResult parsed) => new LaunchOptions
-        {
-            NProcPerNode = parsed.GetValue(_nprocPerNode),
-            Backend = parsed.GetValue(_backend) is { } backend ? DistributedBackendNames.Parse(backend) : DistributedBackend.Auto,
-            MasterAddr = parsed.GetValue(_masterAddr),
-            MasterPort = parsed.GetValue(_masterPort),
-            NNodes = parsed.GetValue(_nnodes),
-            NodeRank = parsed.GetValue(_nodeRank),
-            Seed = parsed.GetValue(_seed),
-            Threads = parsed.GetValue(_threads),
-            Precision = parsed.GetValue(_precision) is { } precision ? Training.Precision.Parse(precision).Name : null,
-        };
+    LaunchOptions ToLaunchOptions(ParseResult parsed) => new()
+    {
+        NProcPerNode = parsed.GetValue(_nprocPerNode),
+        Backend = parsed.GetValue(_backend) is { } backend ? DistributedBackendNames.Parse(backend) : DistributedBackend.Auto,
+        MasterAddr = parsed.GetValue(_masterAddr),
+        MasterPort = parsed.GetValue(_masterPort),
+        NNodes = parsed.GetValue(_nnodes),
+        NodeRank = parsed.GetValue(_nodeRank),
+        Seed = parsed.GetValue(_seed),
+        Threads = parsed.GetValue(_threads),
+        Precision = parsed.GetValue(_precision) is { } precision ? Training.Precision.Parse(precision).Name : null,
+    };
 
     Option<T> Launch<T>(string name, string description, T defaultValue, params ValidationAttribute[] constraints)
     {
