@@ -207,6 +207,9 @@ public sealed class GeneratedCode
         {
             public static readonly Options Empty = new(ImmutableDictionary<string, string>.Empty);
             public override bool TryGetValue(string key, out string value) => values.TryGetValue(key, out value!);
+
+            // The analyzers enumerate the keys (to refuse unknown vectorlm.* settings); the base class throws.
+            public override IEnumerable<string> Keys => values.Keys;
         }
     }
 }
