@@ -17,7 +17,7 @@ namespace VectorLm.Bench;
 public sealed partial class TrainingBenchmark : IBenchmark
 {
     public string Name => "training";
-    public string Description => "training step time and tokens/s: SDK Trainer vs plain TorchSharp loop (tiny, ~10M, ~50M); --device cuda: per precision vs PyTorch, --scaling";
+    public string Description => "training step time and tokens/s: SDK Trainer vs plain TorchSharp loop (tiny, ~10M, ~50M); --profile: CPU step by phase and op-group variants; --device cuda: per precision vs PyTorch, --scaling";
 
     const int Batch = 8, Sequence = 128, Threads = 2;
     // The first steps of a fresh model run up to 3x slower (allocator and kernel warm-up, seen here): keep them out.
@@ -49,6 +49,7 @@ public sealed partial class TrainingBenchmark : IBenchmark
         int deviceAt = Array.IndexOf(args, "--device");
         var device = deviceAt >= 0 && deviceAt + 1 < args.Length ? torch.device(args[deviceAt + 1]) : CPU;
         if (args.Contains("--scaling")) return RunScaling(args);
+        if (args.Contains("--profile")) return RunProfile(args, device);
         if (device.type == DeviceType.CUDA || args.Contains("--precisions")) return RunCuda(args, device);
         var report = new BenchReport(device.type == DeviceType.CPU ? Name : $"{Name}-{device.type.ToString().ToLowerInvariant()}");
         var only = args.Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && !(i > 0 && args[i - 1] == "--device"))
