@@ -8,11 +8,12 @@ using F = TorchSharp.torch.nn.functional;
 namespace VectorLm.Bench;
 
 /// <summary>
-/// <c>training --profile [config] [--reps N] [--variants a,b]</c>: where a CPU training step of <see cref="LlamaModel"/>
-/// goes (forward with loss, backward, clip + AdamW + zero_grad), next to hand-written functional forwards over the
-/// same parameters that differ in one op group each (attention kernel, GQA expansion, RMSNorm, RoPE). TorchSharp has no
-/// autograd profiler, so op groups are timed by ablation: the variants run one after another in every repetition, and
-/// the report gives medians.
+/// <c>training --profile [config] [--reps N] [--variants a,b|none]</c>: where a CPU training step of
+/// <see cref="LlamaModel"/> goes (forward with loss, backward, clip + AdamW + zero_grad; wall time, process CPU time and
+/// page faults), next to hand-written functional forwards over the same parameters that differ in one op group each
+/// (attention kernel, GQA expansion, RMSNorm, RoPE, fused projections, loss blocks). TorchSharp has no autograd
+/// profiler, so op groups are timed by ablation: the sides run one after another in every repetition, and the report
+/// gives medians. <c>training --profile --ops</c>: each op group alone at the config's shapes, in CPU time.
 /// </summary>
 public sealed partial class TrainingBenchmark
 {
@@ -22,7 +23,7 @@ public sealed partial class TrainingBenchmark
 
     static readonly Variant[] Variants =
     [
-        new("functional"),                                         // the model's math as LlamaModel writes it today
+        new("functional"),                                         // LlamaModel's math, loss over the whole batch's logits
         new("explicit-attn", Attention: "explicit"),                // matmul + additive mask + softmax + matmul
         new("explicit-attn-grouped", Attention: "explicit", Gqa: "broadcast"), // no k/v copy: query heads grouped per kv head
         new("gqa-expand", Gqa: "expand"),                           // expand + reshape instead of repeat_interleave
@@ -44,7 +45,7 @@ public sealed partial class TrainingBenchmark
         var config = Configs.First(c => c.Name == configName).Config;
         var chosen = Arg(args, "--variants") is { } list ? list.Split(',').ToHashSet() : null;
         var variants = Variants.Where(v => chosen is null || chosen.Contains(v.Name)).ToList();
-        string load0 = LoadAverage();
+        string loadAtStart = BenchReport.LoadAverage();
 
         using var model = LlamaModel.Create(config, device, seed: 1);
         model.train();
@@ -70,8 +71,6 @@ public sealed partial class TrainingBenchmark
         }
 
         var sides = new List<(string Name, Func<Tensor> Loss)> { ("LlamaModel", () => model.Loss(inputs, labels)) };
-        bool heapSide = args.Contains("--heap");
-        if (heapSide) sides.Add(("LlamaModel, heap", () => model.Loss(inputs, labels)));
         sides.AddRange(variants.Select(v => (v.Name, (Func<Tensor>)(() => reference.Loss(inputs, labels, v)))));
         // Per side: wall ms of forward, backward, rest; CPU ms (user + system) of the same; system ms of the step; minor faults.
         var times = sides.Select(_ => Enumerable.Range(0, 8).Select(_ => new List<double>()).ToArray()).ToArray();
@@ -81,7 +80,6 @@ public sealed partial class TrainingBenchmark
             for (int j = 0; j < sides.Count; j++)
             {
                 int s = (j + Math.Max(rep, 0)) % sides.Count;
-                if (heapSide) SetMallocThresholds(sides[s].Name.EndsWith("heap", StringComparison.Ordinal));
                 long faults0 = MinorFaults();
                 var marks = new List<(long Wall, double User, double Sys)>();
                 void Mark() { var (u, sy) = CpuTimes(); marks.Add((Stopwatch.GetTimestamp(), u, sy)); }
@@ -107,7 +105,7 @@ public sealed partial class TrainingBenchmark
             }
         }
 
-        var report = new BenchReport("training-profile");
+        var report = new BenchReport("training-profile", loadAtStart);
         for (int s = 0; s < sides.Count; s++)
         {
             var m = times[s].Select(x => Math.Round(Median(x), 1)).ToArray();
@@ -116,12 +114,11 @@ public sealed partial class TrainingBenchmark
                 ("forward_cpu_ms", m[3]), ("backward_cpu_ms", m[4]), ("optimizer_cpu_ms", m[5]),
                 ("step_cpu_ms", Math.Round(m[3] + m[4] + m[5], 1)), ("step_sys_ms", m[6]), ("minor_faults", m[7]), ("reps", times[s][0].Count));
         }
+        report.Extra["command"] = "dotnet run -c Release --project bench/VectorLm.Bench -- training " + string.Join(' ', args);
         report.Extra["config"] = configName;
         report.Extra["batch"] = Batch;
         report.Extra["sequence"] = Sequence;
         report.Extra["threads"] = Threads;
-        report.Extra["load_average_at_start"] = load0;
-        report.Extra["load_average_at_end"] = LoadAverage();
         report.Notes.Add("medians per phase, wall and process CPU time (user + system, all threads); sides alternate within each repetition; optimizer = clip_grad_norm_ + AdamW + zero_grad + loss.item()");
         report.Notes.Add("functional variants: the same parameters, the loss checked against LlamaModel.Loss within 1e-5 before timing");
         return report;
@@ -136,7 +133,7 @@ public sealed partial class TrainingBenchmark
         int reps = IntArg(args, "--reps", 20);
         string configName = args.FirstOrDefault(a => Configs.Any(c => c.Name == a)) ?? "10M";
         var c = Configs.First(x => x.Name == configName).Config;
-        string load0 = LoadAverage();
+        string loadAtStart = BenchReport.LoadAverage();
         long b = Batch, t = Sequence, d = c.HiddenSize, hd = c.HeadDim, h = c.NumAttentionHeads, kv = c.NumKeyValueHeads, ff = c.IntermediateSize;
         int layers = c.NumHiddenLayers;
         Tensor Leaf(params long[] shape) => (randn(shape, device: device) * 0.02).requires_grad_(true).MoveToOuterDisposeScope();
@@ -197,7 +194,7 @@ public sealed partial class TrainingBenchmark
                 foreach (var leaf in new[] { x, xf, wq, wk, wff, wdown, whead, q, k, kvk, wnorm, emb, logitsLeaf }) leaf.grad?.zero_();
             }
         }
-        var report = new BenchReport("training-profile-ops");
+        var report = new BenchReport("training-profile-ops", loadAtStart);
         double total = 0;
         for (int i = 0; i < ops.Length; i++)
         {
@@ -208,8 +205,7 @@ public sealed partial class TrainingBenchmark
                 ("bwd_gflop_per_cpu_s", ops[i].Flops > 0 ? Math.Round(2 * ops[i].Flops / bw / 1e6, 1) : null));
         }
         report.Extra["sum_of_shares_cpu_ms"] = Math.Round(total, 1);
-        report.Extra["load_average_at_start"] = load0;
-        report.Extra["load_average_at_end"] = LoadAverage();
+        report.Extra["command"] = "dotnet run -c Release --project bench/VectorLm.Bench -- training " + string.Join(' ', args);
         report.Notes.Add("each op alone on leaves that require grad; backward with a ones gradient; medians of process CPU time (user + system, all threads: steadier than wall time on a shared machine); step_share = (forward + backward) x per_step");
         return report;
     }
@@ -223,15 +219,6 @@ public sealed partial class TrainingBenchmark
         return long.Parse(fields[7], System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    // glibc serves allocations above M_MMAP_THRESHOLD (at most 32 MiB by default) with fresh mmaps and trims the heap
-    // above M_TRIM_THRESHOLD: "heap" keeps every tensor on the reused heap; otherwise the steady-state default values.
-    static void SetMallocThresholds(bool heap)
-    {
-        const int M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3;
-        Mallopt(M_MMAP_THRESHOLD, heap ? 1 << 30 : 32 << 20);
-        Mallopt(M_TRIM_THRESHOLD, heap ? 1 << 30 : 64 << 20);
-    }
-
     // User and system CPU time of the whole process in ms (getrusage): steadier than wall time on a loaded machine.
     static unsafe (double User, double Sys) CpuTimes()
     {
@@ -242,11 +229,6 @@ public sealed partial class TrainingBenchmark
 
     [LibraryImport("libc", EntryPoint = "getrusage")]
     private static unsafe partial int GetRusage(int who, long* usage);
-
-    [LibraryImport("libc", EntryPoint = "mallopt")]
-    private static partial int Mallopt(int param, int value);
-
-    static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "";
 
     /// <summary>The Llama forward written as plain tensor code over <see cref="LlamaModel"/>'s parameters, one op group switchable.</summary>
     sealed class FunctionalLlama : IDisposable
