@@ -175,14 +175,29 @@ public sealed partial class TrainingBenchmark
             ("alt: explicit attention", 0, 2.0 * b * h * t * t * hd, () => q.matmul(k.transpose(-2, -1)).mul(scale).masked_fill(upper, double.NegativeInfinity).softmax(-1).matmul(k)),
             ("alt: log_softmax 1024x8192", 0, 0, () => logitsLeaf.log_softmax(-1)),
             ("alt: exp 1024x8192", 0, 0, () => logitsLeaf.exp()),
+            ("alt: rope signed sin + addcmul", 0, 0, () => { var hv = q.chunk(2, -1); return (q * cosT).addcmul_(cat([hv[1], hv[0]], -1), cosT, 1); }),
+            ("alt: rmsnorm via vector norm", 0, 0, () => wnorm * (x * (x.norm(-1, keepdim: true).square() / d + 1e-5).rsqrt())),
+            // The loss path whole (as a plain loop writes it) and in LlamaModel.Loss's CPU blocks of 4 MiB of logits.
+            ("alt: head + CE, whole batch", 0, 0, () => F.cross_entropy(F.linear(x, whead).view(-1, c.VocabSize), ids.view(-1))),
+            ("alt: head + CE, 4 MiB blocks", 0, 0, () =>
+            {
+                long rowsPerBlock = LlamaModel.CpuLossBlockBytes / (4L * c.VocabSize);
+                var targets = ids.view(-1).split(rowsPerBlock);
+                var blocks = x.view(b * t, d).split(rowsPerBlock);
+                var sum = F.cross_entropy(F.linear(blocks[0], whead), targets[0], reduction: nn.Reduction.Sum);
+                for (int j = 1; j < blocks.Length; j++) sum = sum + F.cross_entropy(F.linear(blocks[j], whead), targets[j], reduction: nn.Reduction.Sum);
+                return sum / (b * t);
+            }),
         };
         var fwd = ops.Select(_ => new List<double>()).ToArray();
         var bwd = ops.Select(_ => new List<double>()).ToArray();
+        var faults = ops.Select(_ => new List<double>()).ToArray();
         for (int rep = -3; rep < reps; rep++)
         {
             for (int i = 0; i < ops.Length; i++)
             {
                 using var scope = NewDisposeScope();
+                long faults0 = MinorFaults();
                 var (u0, s0) = CpuTimes();
                 var y = ops[i].Run();
                 var (u1, s1) = CpuTimes();
@@ -190,7 +205,7 @@ public sealed partial class TrainingBenchmark
                 var (u2, s2) = CpuTimes();
                 y.backward([grad]);
                 var (u3, s3) = CpuTimes();
-                if (rep >= 0) { fwd[i].Add(u1 + s1 - u0 - s0); bwd[i].Add(u3 + s3 - u2 - s2); }
+                if (rep >= 0) { fwd[i].Add(u1 + s1 - u0 - s0); bwd[i].Add(u3 + s3 - u2 - s2); faults[i].Add(MinorFaults() - faults0); }
                 foreach (var leaf in new[] { x, xf, wq, wk, wff, wdown, whead, q, k, kvk, wnorm, emb, logitsLeaf }) leaf.grad?.zero_();
             }
         }
@@ -202,7 +217,8 @@ public sealed partial class TrainingBenchmark
             total += per;
             report.Add(("op", ops[i].Name), ("forward_cpu_ms", Math.Round(f, 2)), ("backward_cpu_ms", Math.Round(bw, 2)), ("per_step", ops[i].PerStep),
                 ("step_share_cpu_ms", Math.Round(per, 1)), ("fwd_gflop_per_cpu_s", ops[i].Flops > 0 ? Math.Round(ops[i].Flops / f / 1e6, 1) : null),
-                ("bwd_gflop_per_cpu_s", ops[i].Flops > 0 ? Math.Round(2 * ops[i].Flops / bw / 1e6, 1) : null));
+                ("bwd_gflop_per_cpu_s", ops[i].Flops > 0 ? Math.Round(2 * ops[i].Flops / bw / 1e6, 1) : null),
+                ("minor_faults", Median(faults[i])));
         }
         report.Extra["sum_of_shares_cpu_ms"] = Math.Round(total, 1);
         report.Extra["command"] = "dotnet run -c Release --project bench/VectorLm.Bench -- training " + string.Join(' ', args);
