@@ -74,9 +74,10 @@ public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
         var feed = Directory.CreateDirectory(Path.Combine(_dir, "feed")).FullName;
 
         // The projects are built (this test project references them); pack the whole solution without building again:
-        // exactly one package (and its symbols) must come out, whatever other projects the solution holds.
+        // exactly the two packages (and their symbols) must come out, VectorLm and VectorLm.Testing (the snapshot-test
+        // helper for users' test projects), whatever other projects the solution holds.
         Dotnet(repo, "pack", "VectorLm.sln", "-c", configuration, "--no-build", "-o", feed, $"-p:PackageVersion={_version}");
-        Assert.Equal(new[] { $"VectorLm.{_version}.nupkg", $"VectorLm.{_version}.snupkg" },
+        Assert.Equal(new[] { $"VectorLm.{_version}.nupkg", $"VectorLm.{_version}.snupkg", $"VectorLm.Testing.{_version}.nupkg", $"VectorLm.Testing.{_version}.snupkg" },
             Directory.GetFiles(feed).Select(f => Path.GetFileName(f)).Order(StringComparer.Ordinal));
         var package = Path.Combine(feed, $"VectorLm.{_version}.nupkg");
         using (var zip = ZipFile.OpenRead(package))
