@@ -23,14 +23,14 @@ public sealed class LoraBenchmark : IBenchmark
     {
         const int threads = 2, repeats = 7, rank = 16, trainSteps = 3;
         BenchSetup.Prepare(threads);
-        string loadAtStart = BenchSetup.LoadAverage();
+        string loadAtStart = BenchReport.LoadAverage();
         var config = new LlamaConfig
         {
             HiddenSize = 768, IntermediateSize = 2048, NumHiddenLayers = 8, NumAttentionHeads = 12, NumKeyValueHeads = 12,
             VocabSize = 32000, RmsNormEps = 1e-5, MaxPositionEmbeddings = 2048,
         };
         var tokenizer = BenchSetup.PaddedTokenizer(config.VocabSize);
-        var report = new BenchReport(Name);
+        var report = new BenchReport(Name, loadAtStart);
         using var model = LlamaModel.Create(config, seed: 2);
         model.AddLora(new LoraConfig { R = rank, Alpha = 2 * rank });
         using (no_grad())
@@ -83,7 +83,6 @@ public sealed class LoraBenchmark : IBenchmark
             "full_swap = ForceSync of an engine over the same base without the adapter (every weight converted and copied); " +
             "adapter_file_route = what a sync costs through llama.cpp's file API: GGUF written to /dev/shm, llama_adapter_lora_init, values copied, adapter freed.");
         report.Notes.Add("training: batch 1 x 128 tokens, AdamW, median of the steps after one warm-up, LoRA and full steps alternating; optimizer_state_mb = size of the optimizer's saved state (2 moments per trainable parameter).");
-        report.Notes.Add($"1-minute load average at start {loadAtStart}, at end {BenchSetup.LoadAverage()} (a shared machine inflates every figure).");
         return report;
     }
 

@@ -22,7 +22,7 @@ public sealed class SamplingBenchmark : IBenchmark
     {
         const int threads = 2, promptTokens = 8, engineTokens = 32, kvTokens = 32, naiveTokens = 8;
         BenchSetup.Prepare(threads);
-        string loadAtStart = BenchSetup.LoadAverage();
+        string loadAtStart = BenchReport.LoadAverage();
         var config = new LlamaConfig
         {
             HiddenSize = 512, IntermediateSize = 1408, NumHiddenLayers = 8, NumAttentionHeads = 8, NumKeyValueHeads = 8,
@@ -36,36 +36,50 @@ public sealed class SamplingBenchmark : IBenchmark
         using var torchEngine = TrainerContext.SingleProcess().CreateSampler(model, BenchSetup.PaddedTokenizer(config.VocabSize),
             new EngineOptions { ContextLength = 128, MaxSequences = 64, Backend = SamplingBackend.Torch, WeightType = EngineWeightType.F32 });
 
-        var report = new BenchReport(Name);
+        int reps = args.Length > 1 && args[0] == "--reps" ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 3;
+        var report = new BenchReport(Name, loadAtStart);
         foreach (int batch in new[] { 1, 8, 32, 64 })
         {
             // Prompts of exactly promptTokens tokens (BOS + bytes), different per row.
             var prompts = Enumerable.Range(0, batch).Select(i => $"p{i:D6}").ToList();
             var ids = prompts.Select(p => engine.TokenizePrompt(p)).ToList();
 
+            double Engine(IColocatedSampler sampler)
+            {
+                var sw = Stopwatch.StartNew();
+                var result = sampler.Generate(prompts, SamplingParams.Greedy(engineTokens));
+                return result.Sum(c => c.Samples[0].TokenIds.Count) / sw.Elapsed.TotalSeconds;
+            }
             engine.Generate(prompts.Take(Math.Min(batch, 2)).ToList(), SamplingParams.Greedy(4));   // warm-up
-            var sw = Stopwatch.StartNew();
-            var result = engine.Generate(prompts, SamplingParams.Greedy(engineTokens));
-            double engineTokS = result.Sum(c => c.Samples[0].TokenIds.Count) / sw.Elapsed.TotalSeconds;
-
-            torchEngine.Generate(prompts.Take(Math.Min(batch, 2)).ToList(), SamplingParams.Greedy(4));   // warm-up
-            sw.Restart();
-            result = torchEngine.Generate(prompts, SamplingParams.Greedy(engineTokens));
-            double torchTokS = result.Sum(c => c.Samples[0].TokenIds.Count) / sw.Elapsed.TotalSeconds;
-
-            double kvTokS = Measure(() => GenerateWithCache(model, ids, kvTokens), batch * kvTokens);
+            torchEngine.Generate(prompts.Take(Math.Min(batch, 2)).ToList(), SamplingParams.Greedy(4));
+            // The three loops take turns, so load that comes and goes hits each alike; medians over the rounds.
+            var (llama, torchTok, kv) = (new List<double>(), new List<double>(), new List<double>());
+            for (int r = 0; r < reps; r++)
+            {
+                llama.Add(Engine(engine));
+                torchTok.Add(Engine(torchEngine));
+                kv.Add(Measure(() => GenerateWithCache(model, ids, kvTokens), batch * kvTokens));
+            }
+            double engineTokS = Median(llama), torchTokS = Median(torchTok), kvTokS = Median(kv);
             double naiveTokS = Measure(() => GenerateNaive(model, ids, naiveTokens), batch * naiveTokens);
             report.Add(("batch", batch), ("engine_tok_s", Math.Round(engineTokS, 1)), ("naive_tok_s", Math.Round(naiveTokS, 1)),
                 ("kv_cache_tok_s", Math.Round(kvTokS, 1)), ("vs_naive", Math.Round(engineTokS / naiveTokS, 1)),
                 ("vs_kv_cache", Math.Round(engineTokS / kvTokS, 2)),
-                ("torch_engine_tok_s", Math.Round(torchTokS, 1)), ("torch_vs_kv_cache", Math.Round(torchTokS / kvTokS, 2)));
+                ("torch_engine_tok_s", Math.Round(torchTokS, 1)), ("torch_vs_kv_cache", Math.Round(torchTokS / kvTokS, 2)),
+                ("engine_range", $"{llama.Min():F0}-{llama.Max():F0}"), ("torch_range", $"{torchTok.Min():F0}-{torchTok.Max():F0}"));
         }
         report.Extra["params"] = parameterCount;
         report.Extra["threads"] = threads;
         report.Notes.Add($"{parameterCount / 1e6:F1}M params (VectorLm LlamaModel); llama.cpp engine f16 weights, torch engine f32, TorchSharp loops f32 (its KvCache for the cached loop); prompts {promptTokens} tokens; " +
             $"engine and KV-cache {engineTokens} new tokens, naive {naiveTokens}; greedy; OMP_WAIT_POLICY=PASSIVE; {threads} threads each.");
-        report.Notes.Add($"1-minute load average at start {loadAtStart}, at end {BenchSetup.LoadAverage()} (a shared machine inflates every figure).");
+        report.Notes.Add($"engine, torch engine and KV-cache loop alternate {reps} rounds per batch (medians; *_range = min-max over the rounds); the naive loop runs once.");
         return report;
+    }
+
+    static double Median(List<double> xs)
+    {
+        var sorted = xs.Order().ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
     static double Measure(Action generate, int tokens)
@@ -109,9 +123,6 @@ internal static class BenchSetup
         NativeEnvironment.Set("OMP_WAIT_POLICY", "PASSIVE", overwrite: true);
         torch.set_num_threads(threads);
     }
-
-    /// <summary>The 1-minute load average (other processes compete for the same cores).</summary>
-    public static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "unknown";
 
     /// <summary>The byte-level vocabulary padded with placeholder merge pieces to a realistic size.</summary>
     public static Tokenizer PaddedTokenizer(int size)
