@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.ComponentModel.DataAnnotations;
 using TorchSharp;
 using VectorLm;
@@ -118,7 +119,9 @@ public partial class ArithmeticFineTune
     {
         int correct = completions.Count(c => ArithmeticTask.IsCorrect(prompts[c.PromptIndex], c.Samples[0].Text));
         var first = completions[1 % completions.Count].Samples[0];
-        progress.WriteLine($"step {step,4}  loss {loss,6:F3}  accuracy {correct,3}/{prompts.Count}  " +
+        // Before the first step there is no loss yet: a dash, not NaN.
+        string lossText = double.IsNaN(loss) ? "     -" : loss.ToString("F3", CultureInfo.InvariantCulture).PadLeft(6);
+        progress.WriteLine($"step {step,4}  loss {lossText}  accuracy {correct,3}/{prompts.Count}  " +
             $"e.g. {prompts[1 % prompts.Count]}{first.Text.Trim()}  (engine weights v{first.WeightVersion})");
         return correct / (double)prompts.Count;
     }
