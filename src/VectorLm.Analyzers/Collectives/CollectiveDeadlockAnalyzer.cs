@@ -16,9 +16,12 @@ public sealed class CollectiveDeadlockAnalyzer : DiagnosticAnalyzer
 {
     /// <inheritdoc />
     public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = ImmutableArray.Create(
-        CollectiveDiagnostics.RankConditionalCollective,
-        CollectiveDiagnostics.RankDependentLoop,
-        CollectiveDiagnostics.CollectiveAfterEarlyExit);
+        DiagnosticDescriptors.RankConditionalCollective,
+        DiagnosticDescriptors.MaybeRankConditionalCollective,
+        DiagnosticDescriptors.RankDependentLoop,
+        DiagnosticDescriptors.MaybeRankDependentLoop,
+        DiagnosticDescriptors.CollectiveAfterEarlyExit,
+        DiagnosticDescriptors.MaybeCollectiveAfterEarlyExit);
 
     /// <inheritdoc />
     public override void Initialize(AnalysisContext context)
