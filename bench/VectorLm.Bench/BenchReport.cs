@@ -8,11 +8,16 @@ namespace VectorLm.Bench;
 
 /// <summary>
 /// A benchmark's result: rows of named values (printed as a table) and the same rows as JSON in
-/// bench/results/NAME.json, with the machine it ran on. <see cref="Extra"/> holds non-row results.
+/// bench/results/NAME.json, with the machine it ran on and its load average when the report was made and when it
+/// was saved (a shared machine inflates every CPU figure). <see cref="Extra"/> holds non-row results.
 /// </summary>
-public sealed class BenchReport(string name)
+/// <param name="name">The benchmark's name (the JSON file's name).</param>
+/// <param name="loadAtStart">The load average when the measuring began, if that was before the report was made (see <see cref="LoadAverage"/>).</param>
+public sealed class BenchReport(string name, string? loadAtStart = null)
 {
     public string Name { get; } = name;
+    /// <summary>The 1-, 5- and 15-minute load averages when measuring began.</summary>
+    public string LoadAtStart { get; } = loadAtStart ?? LoadAverage();
     public List<Dictionary<string, object?>> Rows { get; } = new();
     public JsonObject Extra { get; } = new();
     public List<string> Notes { get; } = new();
@@ -35,6 +40,14 @@ public sealed class BenchReport(string name)
             table.AddRow(columns.Select(c => Markup.Escape(Format(row.GetValueOrDefault(c)))).ToArray());
         AnsiConsole.Write(table);
         foreach (var note in Notes) AnsiConsole.MarkupLine($"[grey]{Markup.Escape(note)}[/]");
+        AnsiConsole.MarkupLine($"[grey]load average (1, 5, 15 min): {Markup.Escape(LoadAtStart)} at start, {Markup.Escape(LoadAverage())} now[/]");
+    }
+
+    /// <summary>The 1-, 5- and 15-minute load averages from /proc/loadavg, or "unknown" where there is none.</summary>
+    public static string LoadAverage()
+    {
+        try { return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
+        catch (IOException) { return "unknown"; }
     }
 
     /// <summary>Writes bench/results/NAME.json (atomically) and returns its path.</summary>
@@ -46,6 +59,7 @@ public sealed class BenchReport(string name)
             ["benchmark"] = Name,
             ["date_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
             ["machine"] = MachineInfo(),
+            ["load_average"] = new JsonObject { ["start"] = LoadAtStart, ["end"] = LoadAverage() },
             ["rows"] = JsonSerializer.SerializeToNode(Rows),
         };
         foreach (var (k, v) in Extra) json[k] = v?.DeepClone();

@@ -35,7 +35,7 @@ public sealed class CollectivesBenchmark : IBenchmark
         string mode = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "tcp";
         if (mode is not ("tcp" or "nccl" or "nccl-desync")) throw new ArgumentException($"unknown mode '{mode}'; use tcp, nccl or nccl-desync");
 
-        var options = new LaunchOptions { WorldSize = 2, Backend = mode == "tcp" ? "tcp" : "nccl", Threads = 1 };
+        var options = new LaunchOptions { NProcPerNode = 2, Backend = mode == "tcp" ? DistributedBackend.Tcp : DistributedBackend.Nccl, Threads = 1 };
         if (DistributedEnvironment.IsLaunchedRank())
         {
             // A rank process: do the work, hand rank 0's rows to the launcher through a file, never return to Program.
@@ -53,7 +53,7 @@ public sealed class CollectivesBenchmark : IBenchmark
             Environment.Exit(code);
         }
 
-        string loadBefore = LoadAverage();
+        string loadBefore = BenchReport.LoadAverage();
         string outFile = Path.GetTempFileName();
         Environment.SetEnvironmentVariable(OutVariable, outFile);
         int exit = TrainerHost.Run(options, (_, _) => Task.CompletedTask);
@@ -61,10 +61,8 @@ public sealed class CollectivesBenchmark : IBenchmark
         var measured = JsonNode.Parse(File.ReadAllText(outFile))!.AsArray();
         File.Delete(outFile);
 
-        var report = new BenchReport(mode == "tcp" ? "collectives" : "collectives-" + mode);
         // Loopback throughput is CPU work: on a shared machine the load says how much the numbers can be trusted.
-        report.Extra["load_average_before"] = loadBefore;
-        report.Extra["load_average_after"] = LoadAverage();
+        var report = new BenchReport(mode == "tcp" ? "collectives" : "collectives-" + mode, loadBefore);
         foreach (var row in measured)
             report.Add(row!.AsObject().Select(kv => (kv.Key, (object?)Value(kv.Value))).ToArray());
 
@@ -81,12 +79,6 @@ public sealed class CollectivesBenchmark : IBenchmark
             else report.Notes.Add("no --torch-script given: no PyTorch comparison");
         }
         return report;
-    }
-
-    static string LoadAverage()
-    {
-        try { return File.ReadAllText("/proc/loadavg").Trim(); }
-        catch (IOException) { return "unknown"; }
     }
 
     static object? Value(JsonNode? n) => n is JsonValue v
@@ -147,7 +139,7 @@ public sealed class CollectivesBenchmark : IBenchmark
         ctx.Barrier();
         var sw = Stopwatch.StartNew();
         op();
-        return ctx.AllGather(sw.Elapsed.TotalSeconds).Max();
+        return ctx.AllGatherObject(sw.Elapsed.TotalSeconds).Max();
     }
 
     /// <summary>Seconds per call of <paramref name="op"/>, the slowest rank's (one warm-up call first).</summary>
@@ -160,7 +152,7 @@ public sealed class CollectivesBenchmark : IBenchmark
         for (int i = 0; i < iters; i++) op();
         sync?.Invoke();
         double mine = sw.Elapsed.TotalSeconds / iters;
-        return ctx.AllGather(mine).Max();
+        return ctx.AllGatherObject(mine).Max();
     }
 
     /// <summary>A plain TCP connection between ranks 0 and 1 with the backend's socket settings: the ceiling.</summary>
@@ -182,7 +174,7 @@ public sealed class CollectivesBenchmark : IBenchmark
                 listener.Listen(1);
                 port = ((IPEndPoint)listener.LocalEndPoint!).Port;
             }
-            port = ctx.Broadcast(port);
+            port = ctx.BroadcastObject(port);
             Socket s;
             if (ctx.Rank == 0) { s = listener!.Accept(); listener.Dispose(); }
             else
@@ -210,7 +202,7 @@ public sealed class CollectivesBenchmark : IBenchmark
                 SocketIO.ReceiveExactly(_socket, _buffer.Pointer, bytes, "rank 0");
                 SocketIO.SendAll(_socket, ack, "rank 0");
             }
-            return ctx.Broadcast(sw.Elapsed.TotalSeconds);
+            return ctx.BroadcastObject(sw.Elapsed.TotalSeconds);
         }
 
         public void Dispose()
@@ -321,14 +313,14 @@ public sealed class CollectivesBenchmark : IBenchmark
             foreach (long count in new long[] { 0, 1, 4097, 1 << 22 })
             {
                 var t = full(count, (double)ctx.Rank + 1, dtype: ScalarType.Float32, device: dev);
-                ctx.BroadcastTensor(t, root);
+                ctx.Broadcast(t, root);
                 Check(t.eq(root + 1).all().item<bool>(), $"Broadcast root {root} count {count}");
                 checks++;
             }
 
             foreach (long count in new long[] { 0, 1, 3001 })
             {
-                var g = ctx.AllGatherTensor(full(count, ctx.Rank * 10L, dtype: ScalarType.Int64, device: dev));
+                var g = ctx.AllGather(full(count, ctx.Rank * 10L, dtype: ScalarType.Int64, device: dev));
                 Check(g.shape.SequenceEqual(new[] { n, count }), $"AllGather shape {string.Join("x", g.shape)}");
                 for (int r = 0; r < n; r++) Check(g[r].eq(r * 10L).all().item<bool>(), $"AllGather slot {r} count {count}");
                 checks++;
@@ -361,7 +353,7 @@ public sealed class CollectivesBenchmark : IBenchmark
             var cpuT = full(5, (double)ctx.Rank, dtype: ScalarType.Float64);
             ctx.AllReduce(cpuT, ReduceOp.Max);
             Check(cpuT.eq(n - 1).all().item<bool>(), "CPU tensor AllReduce on the nccl backend");
-            Check(ctx.AllGather(ctx.Rank).SequenceEqual(Enumerable.Range(0, n)), "AllGather<int>");
+            Check(ctx.AllGatherObject(ctx.Rank).SequenceEqual(Enumerable.Range(0, n)), "AllGatherObject<int>");
             ctx.Barrier();
             nccl.Synchronize();
             checks += 2;

@@ -20,7 +20,7 @@ public sealed class HotswapBenchmark : IBenchmark
     {
         const int threads = 2, repeats = 5;
         BenchSetup.Prepare(threads);
-        string loadAtStart = BenchSetup.LoadAverage();
+        string loadAtStart = BenchReport.LoadAverage();
         var config = new LlamaConfig
         {
             HiddenSize = 768, IntermediateSize = 2048, NumHiddenLayers = 8, NumAttentionHeads = 12, NumKeyValueHeads = 12,
@@ -32,7 +32,7 @@ public sealed class HotswapBenchmark : IBenchmark
         var tokenizer = BenchSetup.PaddedTokenizer(config.VocabSize);
         var codec = new TokenizerCodec(tokenizer);
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter as Tensor, StringComparer.Ordinal);
-        var report = new BenchReport(Name);
+        var report = new BenchReport(Name, loadAtStart);
         string file = Path.Combine(Path.GetTempPath(), $"vectorlm-hotswap-{Environment.ProcessId}.gguf");
         try
         {
@@ -81,7 +81,6 @@ public sealed class HotswapBenchmark : IBenchmark
         report.Notes.Add($"median of {repeats} (swap, memcpy) or 3 (rebuild, reload) runs; {threads} threads; trainer weights f32 on CPU. " +
             "swap = convert + copy all weights in place, clear KV; memcpy = the engine's weight bytes once on the same threads; source_memcpy = the trainer's f32 bytes once (a swap reads them all); reload = gguf write of the " +
             "already converted engine tensors + llama_model_load_from_file (no mmap) + free, so it excludes conversion.");
-        report.Notes.Add($"1-minute load average at start {loadAtStart}, at end {BenchSetup.LoadAverage()} (a shared machine inflates every figure).");
         return report;
     }
 

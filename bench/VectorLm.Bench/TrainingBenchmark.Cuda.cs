@@ -16,7 +16,7 @@ namespace VectorLm.Bench;
 /// <c>training --device cuda</c>: the SDK's <see cref="Trainer"/> step at each <c>--precision</c> on a GPU (default: the
 /// 350M config, batch 8 x 1024), beside PyTorch's figures for the same config (<c>--pytorch file.json</c>, written by
 /// <c>bench/gpu/training_pytorch.py</c> in the same job), plus a per-phase profile (forward, backward, clip,
-/// optimizer). <c>training --device cuda --scaling --world-size N [--nnodes 2 --node-rank R ...]</c>: data-parallel
+/// optimizer). <c>training --device cuda --scaling --nproc-per-node N [--nnodes 2 --node-rank R ...]</c>: data-parallel
 /// bf16-mixed training of the same model over the launched ranks; rank 0 writes its timing and losses as JSON to
 /// <c>--out</c> (the script assembles scaling-cuda.json), and no report is saved by this process.
 /// </summary>
@@ -173,12 +173,12 @@ public sealed partial class TrainingBenchmark
     {
         var options = new LaunchOptions
         {
-            WorldSize = IntArg(args, "--world-size", 1),
+            NProcPerNode = IntArg(args, "--nproc-per-node", 1),
             NNodes = IntArg(args, "--nnodes", 1),
             NodeRank = IntArg(args, "--node-rank", 0),
             MasterAddr = Arg(args, "--master-addr"),
             MasterPort = Arg(args, "--master-port") is { } port ? int.Parse(port, CultureInfo.InvariantCulture) : null,
-            Backend = "auto",
+            Backend = DistributedBackend.Auto,
             Precision = Arg(args, "--precision") ?? "bf16-mixed",
             Threads = IntArg(args, "--threads", 2),
         };
@@ -199,8 +199,8 @@ public sealed partial class TrainingBenchmark
                 losses.Add(trainer.Step().Loss); // loss.item() synchronises
                 stepMs.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
             }
-            var all = ctx.AllGather(losses.ToArray());
-            var slowest = ctx.AllGather(Median(stepMs));
+            var all = ctx.AllGatherObject(losses.ToArray());
+            var slowest = ctx.AllGatherObject(Median(stepMs));
             if (ctx.IsMainRank)
             {
                 double ms = slowest.Max();

@@ -24,16 +24,16 @@ CUDA_VISIBLE_DEVICES=0 run "$PYTHON" "$HERE/training_pytorch.py" "$OUT/pytorch.j
 CUDA_VISIBLE_DEVICES=0 VECTORLM_BENCH_RESULTS="$OUT" run "${BENCH[@]}" --pytorch "$OUT/pytorch.json" || status=1
 
 # 2. Scaling: 1 GPU, 2 GPUs in one launch, 2 "nodes" of 1 GPU (two launchers, one GPU each).
-CUDA_VISIBLE_DEVICES=0 run "${BENCH[@]}" --scaling --world-size 1 --out "$WORK/g1.json" || status=1
-CUDA_VISIBLE_DEVICES=0,1 run "${BENCH[@]}" --scaling --world-size 2 --out "$WORK/g2.json" || status=1
-CUDA_VISIBLE_DEVICES=0,1 run "${BENCH[@]}" --scaling --world-size 2 --out "$WORK/g2-repeat.json" || status=1
+CUDA_VISIBLE_DEVICES=0 run "${BENCH[@]}" --scaling --nproc-per-node 1 --out "$WORK/g1.json" || status=1
+CUDA_VISIBLE_DEVICES=0,1 run "${BENCH[@]}" --scaling --nproc-per-node 2 --out "$WORK/g2.json" || status=1
+CUDA_VISIBLE_DEVICES=0,1 run "${BENCH[@]}" --scaling --nproc-per-node 2 --out "$WORK/g2-repeat.json" || status=1
 PORT=29577
-echo "+ two launchers: CUDA_VISIBLE_DEVICES=0|1 ${BENCH[*]} --scaling --world-size 1 --nnodes 2 --node-rank 0|1 --master-addr 127.0.0.1 --master-port $PORT" \
+echo "+ two launchers: CUDA_VISIBLE_DEVICES=0|1 ${BENCH[*]} --scaling --nproc-per-node 1 --nnodes 2 --node-rank 0|1 --master-addr 127.0.0.1 --master-port $PORT" \
   | tee -a "$LOG" "$WORK/commands.txt"
-CUDA_VISIBLE_DEVICES=0 NCCL_DEBUG=INFO "${BENCH[@]}" --scaling --world-size 1 --nnodes 2 --node-rank 0 --master-addr 127.0.0.1 --master-port $PORT \
+CUDA_VISIBLE_DEVICES=0 NCCL_DEBUG=INFO "${BENCH[@]}" --scaling --nproc-per-node 1 --nnodes 2 --node-rank 0 --master-addr 127.0.0.1 --master-port $PORT \
   --out "$WORK/n2.json" > "$WORK/node0.log" 2>&1 &
 node0=$!
-CUDA_VISIBLE_DEVICES=1 "${BENCH[@]}" --scaling --world-size 1 --nnodes 2 --node-rank 1 --master-addr 127.0.0.1 --master-port $PORT \
+CUDA_VISIBLE_DEVICES=1 "${BENCH[@]}" --scaling --nproc-per-node 1 --nnodes 2 --node-rank 1 --master-addr 127.0.0.1 --master-port $PORT \
   --out "$WORK/n2-node1.json" > "$WORK/node1.log" 2>&1 || status=1
 wait $node0 || status=1
 # NCCL's choice of transport between the two "nodes" (P2P over NVLink, SHM, or the network) explains their speed.

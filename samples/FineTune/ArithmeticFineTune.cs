@@ -11,7 +11,7 @@ namespace VectorLm.Samples;
 /// <summary>
 /// Teaches a tiny Llama, made on the spot, to add numbers (single digits by default, <c>--max-operand</c> for more),
 /// and samples its answers with the colocated llama.cpp engine while it trains. The loop is written for one device;
-/// the generated code runs it on <c>--world-size N</c> ranks: gradients are averaged at <c>optimizer.step()</c>, and
+/// the generated code runs it on <c>--nproc-per-node N</c> ranks: gradients are averaged at <c>optimizer.step()</c>, and
 /// <c>Generate</c> syncs the engine's weights in place and returns the same completions on every rank.
 /// </summary>
 [DistributedTrainer]

@@ -13,8 +13,8 @@ public sealed class CollectiveAttribute : Attribute;
 public sealed class RankDependentAttribute : Attribute;
 
 /// <summary>
-/// Marks a member whose result is equal on every rank (the results of <c>AllReduce</c>, <c>Broadcast</c>,
-/// <c>AllGather</c>; <c>WorldSize</c>). The analyzer treats such values as untainted even when their inputs were.
+/// Marks a member whose result is equal on every rank (the results of <c>AllReduce</c>, <c>Broadcast</c>, <c>BroadcastObject</c>,
+/// <c>AllGather</c>, <c>AllGatherObject</c>; <c>WorldSize</c>). The analyzer treats such values as untainted even when their inputs were.
 /// </summary>
 [AttributeUsage(AttributeTargets.Property | AttributeTargets.Method | AttributeTargets.Field | AttributeTargets.ReturnValue, Inherited = true)]
 public sealed class RankUniformAttribute : Attribute;

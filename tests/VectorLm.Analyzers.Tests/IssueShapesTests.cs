@@ -124,7 +124,7 @@ public class IssueShapesTests
         public Task EarlyReturnAfterLastCollective() => Analyzer(Body("ctx.Barrier(); if (ctx.Rank != 0) return; Save();"));
 
         [Fact]
-        public Task BroadcastSanitises() => Analyzer(Body("var go = ctx.Broadcast(ctx.IsMainRank && Ask()); if (go) sampler.Generate(p);"));
+        public Task BroadcastSanitises() => Analyzer(Body("var go = ctx.BroadcastObject(ctx.IsMainRank && Ask()); if (go) sampler.Generate(p);"));
 
         [Fact]
         public Task OverwrittenWithConstant() => Analyzer(Body("var r = ctx.Rank; r = 0; if (r == 0) ctx.Barrier();"));

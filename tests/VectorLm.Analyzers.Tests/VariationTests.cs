@@ -444,7 +444,7 @@ public class VariationTests
         public Task RankOnlyInArguments() => Analyzer(Body("""sampler.Generate(new[] { $"rank {ctx.Rank}" });"""));
 
         [Fact]
-        public Task BroadcastResultIsUniform() => Analyzer(Body("if (ctx.Broadcast(ctx.Rank) == 0) ctx.Barrier();"));
+        public Task BroadcastResultIsUniform() => Analyzer(Body("if (ctx.BroadcastObject(ctx.Rank) == 0) ctx.Barrier();"));
 
         [Fact]
         public Task AllReduceResultIsUniform() => Analyzer(Body("""
@@ -453,7 +453,7 @@ public class VariationTests
             """));
 
         [Fact]
-        public Task AllGatherLoopIsUniform() => Analyzer(Body("foreach (var r in ctx.AllGather(ctx.Rank)) ctx.Barrier();"));
+        public Task AllGatherLoopIsUniform() => Analyzer(Body("foreach (var r in ctx.AllGatherObject(ctx.Rank)) ctx.Barrier();"));
 
         [Fact]
         public Task SameCollectiveThroughDifferentHelpers() => Analyzer(Prelude + """

@@ -106,16 +106,16 @@ public class CollectiveTests
     [InlineData(2, 1)]
     [InlineData(4, 2)]
     [InlineData(3, 0)]
-    public void BroadcastTensor_copies_the_roots_tensor_into_every_ranks_tensor(int worldSize, int root)
+    public void Broadcast_copies_the_src_ranks_tensor_into_every_ranks_tensor(int worldSize, int src)
     {
         var results = new Tensor[worldSize];
         LocalGroup.Run(worldSize, ctx =>
         {
             var t = full(3, 70_001, (double)ctx.Rank, dtype: ScalarType.Float64);
-            ctx.BroadcastTensor(t, root);
+            ctx.Broadcast(t, src);
             results[ctx.Rank] = t;
         });
-        foreach (var r in results) Assert.True(r.eq(root).all().item<bool>());
+        foreach (var r in results) Assert.True(r.eq(src).all().item<bool>());
     }
 
     [Theory]
@@ -123,10 +123,10 @@ public class CollectiveTests
     [InlineData(2)]
     [InlineData(3)]
     [InlineData(4)]
-    public void AllGatherTensor_stacks_every_ranks_tensor_by_rank(int worldSize)
+    public void AllGather_stacks_every_ranks_tensor_by_rank(int worldSize)
     {
         var results = new Tensor[worldSize];
-        LocalGroup.Run(worldSize, ctx => results[ctx.Rank] = ctx.AllGatherTensor(full(2, 3, ctx.Rank * 10L, dtype: ScalarType.Int64)));
+        LocalGroup.Run(worldSize, ctx => results[ctx.Rank] = ctx.AllGather(full(2, 3, ctx.Rank * 10L, dtype: ScalarType.Int64)));
         foreach (var r in results)
         {
             Assert.Equal(new long[] { worldSize, 2, 3 }, r.shape);
@@ -135,10 +135,10 @@ public class CollectiveTests
     }
 
     [Fact]
-    public void AllGatherTensor_of_empty_tensors_has_a_zero_sized_slot_per_rank()
+    public void AllGather_of_empty_tensors_has_a_zero_sized_slot_per_rank()
     {
         var results = new Tensor[3];
-        LocalGroup.Run(3, ctx => results[ctx.Rank] = ctx.AllGatherTensor(empty(0)));
+        LocalGroup.Run(3, ctx => results[ctx.Rank] = ctx.AllGather(empty(0)));
         Assert.All(results, r => Assert.Equal(new long[] { 3, 0 }, r.shape));
     }
 
@@ -148,15 +148,15 @@ public class CollectiveTests
     [InlineData(1)]
     [InlineData(2)]
     [InlineData(4)]
-    public void Broadcast_and_AllGather_of_values_give_every_rank_the_same_objects(int worldSize)
+    public void BroadcastObject_and_AllGatherObject_give_every_rank_the_same_objects(int worldSize)
     {
         var broadcast = new Payload[worldSize];
         var gathered = new IReadOnlyList<string>[worldSize];
         int root = worldSize - 1;
         LocalGroup.Run(worldSize, ctx =>
         {
-            broadcast[ctx.Rank] = ctx.Broadcast(new Payload($"from {ctx.Rank}", [ctx.Rank, 42]), root);
-            gathered[ctx.Rank] = ctx.AllGather($"rank-{ctx.Rank}");
+            broadcast[ctx.Rank] = ctx.BroadcastObject(new Payload($"from {ctx.Rank}", [ctx.Rank, 42]), root);
+            gathered[ctx.Rank] = ctx.AllGatherObject($"rank-{ctx.Rank}");
             ctx.Barrier();
         });
         foreach (var b in broadcast)
@@ -189,10 +189,10 @@ public class CollectiveTests
     }
 
     [Fact]
-    public void A_root_outside_the_world_is_a_clear_error()
+    public void A_src_outside_the_world_is_a_clear_error()
     {
         using var ctx = TrainerContext.SingleProcess();
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => ctx.BroadcastTensor(ones(2), root: 1));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => ctx.Broadcast(ones(2), src: 1));
         Assert.Contains("[0, 1)", e.Message);
     }
 }

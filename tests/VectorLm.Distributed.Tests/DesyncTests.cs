@@ -37,9 +37,9 @@ public class DesyncTests
     [Fact]
     public void Different_dtypes_and_broadcast_roots_are_errors_too()
     {
-        var dtype = LocalGroup.TryRun(2, ctx => ctx.AllGatherTensor(ones(3, dtype: ctx.Rank == 0 ? TorchSharp.torch.ScalarType.Float32 : TorchSharp.torch.ScalarType.Float64)));
+        var dtype = LocalGroup.TryRun(2, ctx => ctx.AllGather(ones(3, dtype: ctx.Rank == 0 ? TorchSharp.torch.ScalarType.Float32 : TorchSharp.torch.ScalarType.Float64)));
         Assert.All(dtype, e => Assert.Contains("float64[3]", Assert.IsType<CollectiveDesyncException>(e).Message));
-        var roots = LocalGroup.TryRun(2, ctx => ctx.BroadcastTensor(ones(3), root: ctx.Rank));
+        var roots = LocalGroup.TryRun(2, ctx => ctx.Broadcast(ones(3), src: ctx.Rank));
         Assert.All(roots, e => Assert.Contains("(root 1)", Assert.IsType<CollectiveDesyncException>(e).Message));
     }
 

@@ -227,9 +227,9 @@ public class DisposeScopeTests
             {
                 ctx.AllReduce(half);
                 ctx.AllReduce(strided);
-                ctx.BroadcastTensor(strided);
-                ctx.AllGatherTensor(half).Dispose();
-                ctx.AllGatherTensor(strided).Dispose();
+                ctx.Broadcast(strided);
+                ctx.AllGather(half).Dispose();
+                ctx.AllGather(strided).Dispose();
             }
             Round();
             long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;

@@ -105,12 +105,12 @@ public class RendezvousTests
     }
 
     [Theory]
-    [InlineData(0, 1, 0, "--world-size must be at least 1")]
+    [InlineData(0, 1, 0, "--nproc-per-node must be at least 1")]
     [InlineData(2, 0, 0, "--nnodes must be at least 1")]
     [InlineData(2, 2, 2, "--node-rank must be in [0, 2)")]
     public void Invalid_launch_options_are_rejected(int worldSize, int nnodes, int nodeRank, string message)
     {
-        var e = Assert.Throws<ArgumentException>(() => RankLauncher.Validate(new LaunchOptions { WorldSize = worldSize, NNodes = nnodes, NodeRank = nodeRank, MasterAddr = "x" }));
+        var e = Assert.Throws<ArgumentException>(() => RankLauncher.Validate(new LaunchOptions { NProcPerNode = worldSize, NNodes = nnodes, NodeRank = nodeRank, MasterAddr = "x" }));
         Assert.Contains(message, e.Message);
     }
 }

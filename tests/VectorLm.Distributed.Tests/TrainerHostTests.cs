@@ -16,7 +16,7 @@ public class TrainerHostTests
             seen = ctx;
             wasCurrent = ReferenceEquals(TrainerContextScope.Current, ctx);
             ctx.Barrier();
-            Assert.Equal(5, ctx.Broadcast(5));
+            Assert.Equal(5, ctx.BroadcastObject(5));
             return Task.CompletedTask;
         });
         Assert.Equal(0, code);
@@ -57,7 +57,7 @@ public class TrainerHostTests
     [Fact]
     public void Invalid_options_are_a_usage_error()
     {
-        Assert.Equal(2, TrainerHost.Run(new LaunchOptions { WorldSize = 0 }, (_, _) => Task.CompletedTask));
-        Assert.Equal(2, TrainerHost.Run(new LaunchOptions { Backend = "mpi" }, (_, _) => Task.CompletedTask));
+        Assert.Equal(2, TrainerHost.Run(new LaunchOptions { NProcPerNode = 0 }, (_, _) => Task.CompletedTask));
+        Assert.Equal(2, TrainerHost.Run(new LaunchOptions { Backend = (DistributedBackend)42 }, (_, _) => Task.CompletedTask));
     }
 }

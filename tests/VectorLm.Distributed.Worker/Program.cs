@@ -13,8 +13,9 @@ if (args.Length < 2)
 string scenario = args[0];
 var options = new LaunchOptions
 {
-    WorldSize = int.Parse(args[1], CultureInfo.InvariantCulture),
-    Backend = Environment.GetEnvironmentVariable("VECTORLM_TEST_BACKEND") ?? "tcp", // nccl on the GPU machine (bench/gpu/watchdog.sh)
+    NProcPerNode = int.Parse(args[1], CultureInfo.InvariantCulture),
+    // nccl on the GPU machine (bench/gpu/watchdog.sh)
+    Backend = Environment.GetEnvironmentVariable("VECTORLM_TEST_BACKEND") is { } backend ? Enum.Parse<DistributedBackend>(backend, ignoreCase: true) : DistributedBackend.Tcp,
     Threads = 1,
     CollectiveTimeout = args.Length > 2 ? TimeSpan.FromSeconds(double.Parse(args[2], CultureInfo.InvariantCulture)) : null,
 };
@@ -30,7 +31,7 @@ return TrainerHost.Run(options, (ctx, ct) =>
             ctx.AllReduce(t);
             float expected = ctx.WorldSize * (ctx.WorldSize + 1) / 2.0f;
             if (t.data<float>().Any(v => v != expected)) throw new InvalidOperationException($"all-reduce gave {t[0].item<float>()}, expected {expected}");
-            var names = ctx.AllGather($"r{ctx.Rank}");
+            var names = ctx.AllGatherObject($"r{ctx.Rank}");
             string joined = string.Join(",", names);
             ctx.Barrier();
             Console.WriteLine($"ok {ctx.Backend} world {ctx.WorldSize} local {ctx.LocalRank} gathered {joined}");
@@ -73,7 +74,7 @@ return TrainerHost.Run(options, (ctx, ct) =>
                 if (t[0].item<float>() != ctx.WorldSize) throw new InvalidOperationException($"all-reduce gave {t[0].item<float>()}");
                 if (steps == 0) Console.WriteLine("ready");
                 // Every rank must leave the loop at the same step, so rank 0 decides for all.
-                stop = ctx.Broadcast(File.Exists(stopFile) || DateTime.UtcNow > deadline);
+                stop = ctx.BroadcastObject(File.Exists(stopFile) || DateTime.UtcNow > deadline);
                 Thread.Sleep(5);
             }
             Console.WriteLine($"ok after {steps} steps");

@@ -76,11 +76,11 @@ public sealed class CommandLineTests : IDisposable
     public void Launch_options_parse()
     {
         var cli = new TrainerCommandLine("Launch", null);
-        var launch = cli.ToLaunchOptions(cli.Parse(["--world-size", "2", "--backend", "tcp", "--master-addr", "10.0.0.1",
+        var launch = cli.ToLaunchOptions(cli.Parse(["--nproc-per-node", "2", "--backend", "tcp", "--master-addr", "10.0.0.1",
             "--master-port", "29500", "--nnodes", "2", "--node-rank", "1", "--seed", "7", "--threads", "3"], out _));
         Assert.Equal(new VectorLm.Hosting.LaunchOptions
         {
-            WorldSize = 2, Backend = "tcp", MasterAddr = "10.0.0.1", MasterPort = 29500, NNodes = 2, NodeRank = 1, Seed = 7, Threads = 3,
+            NProcPerNode = 2, Backend = DistributedBackend.Tcp, MasterAddr = "10.0.0.1", MasterPort = 29500, NNodes = 2, NodeRank = 1, Seed = 7, Threads = 3,
         }, launch);
         Assert.NotEmpty(cli.Parse(["--backend", "mpi"], out _).Errors);
     }
@@ -105,7 +105,7 @@ public sealed class CommandLineTests : IDisposable
         Assert.Equal(["a", "b c"], parsed.GetValue(prompts)!);
         Assert.True(parsed.GetValue(compile));
         var launch = cli.ToLaunchOptions(parsed);
-        Assert.Equal(2, launch.WorldSize);
+        Assert.Equal(2, launch.NProcPerNode);
         Assert.Equal(3, launch.Seed);
     }
 
@@ -155,7 +155,7 @@ public sealed class CommandLineTests : IDisposable
         var code = cli.Command.Parse(["--help"]).Invoke(new InvocationConfiguration { Output = output });
         var help = output.ToString();
         Assert.Equal(0, code);
-        foreach (var name in new[] { "--world-size", "--backend", "--master-addr", "--master-port", "--nnodes", "--node-rank", "--seed",
+        foreach (var name in new[] { "--nproc-per-node", "--world-size", "--backend", "--master-addr", "--master-port", "--nnodes", "--node-rank", "--seed",
                      "--threads", "--config", "--sample-every", "Sample every this many steps.", "Trains something.", "default: 20" })
             Assert.Contains(name, help);
     }
@@ -167,6 +167,7 @@ public sealed class CommandLineTests : IDisposable
         cli.AddOption("--steps", null, 1);
         Assert.Throws<ArgumentException>(() => cli.AddOption("--steps", null, 2));
         Assert.Throws<ArgumentException>(() => cli.AddOption("--seed", null, 2));
+        Assert.Throws<ArgumentException>(() => cli.AddOption("--world-size", null, 2)); // an alias of --nproc-per-node
         Assert.Throws<ArgumentException>(() => cli.AddOption("steps2", null, 2));
     }
 }

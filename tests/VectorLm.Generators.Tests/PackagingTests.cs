@@ -116,14 +116,14 @@ public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
         var help = Dotnet(app, dll, "--help");
         Assert.Contains("--steps", help);
         Assert.Contains("Number of optimizer steps.", help);
-        Assert.Contains("--world-size", help);
+        Assert.Contains("--nproc-per-node", help);
 
         var single = Dotnet(app, dll, "--world-size", "1", "--steps", "4");
         Assert.Contains("rank 0/1: 4 collective steps; sample '", single);
         Assert.Contains("' v1", single); // the engine synced once, after the four steps
 
         // Two ranks (processes) on CPU: both step together and see the same completion.
-        var two = Dotnet(app, dll, "--world-size", "2", "--steps", "2");
+        var two = Dotnet(app, dll, "--nproc-per-node", "2", "--steps", "2");
         var lines = two.Split('\n').Where(l => l.Contains("collective steps", StringComparison.Ordinal)).ToArray();
         var rank0 = Assert.Single(lines, l => l.Contains("rank 0/2: 2 collective steps", StringComparison.Ordinal));
         var rank1 = Assert.Single(lines, l => l.Contains("rank 1/2: 2 collective steps", StringComparison.Ordinal));

@@ -53,7 +53,7 @@ public class SampleRunTests
     public void Grpo_runs_on_two_ranks_and_writes_metrics_plot_and_completions()
     {
         using var dir = new TestSetup.TempDir();
-        var (code, output) = RunSample("Grpo", "--world-size", "2", "--steps", "4", "--warm-start-steps", "3", "--eval-every", "2",
+        var (code, output) = RunSample("Grpo", "--nproc-per-node", "2", "--steps", "4", "--warm-start-steps", "3", "--eval-every", "2",
             "--prompts-per-step", "4", "--group-size", "4", "--eval-prompts", "8", "--log-completions-every", "2", "--threads", "1",
             "--metrics-file", dir["metrics.jsonl"], "--plot-file", dir["plot.png"], "--completions-file", dir["completions.jsonl"]);
 
@@ -89,7 +89,7 @@ public class SampleRunTests
     public void FineTune_runs_on_two_ranks_and_writes_metrics_and_plot()
     {
         using var dir = new TestSetup.TempDir();
-        var (code, output) = RunSample("FineTune", "--world-size", "2", "--steps", "6", "--sample-every", "3", "--eval-prompts", "8",
+        var (code, output) = RunSample("FineTune", "--nproc-per-node", "2", "--steps", "6", "--sample-every", "3", "--eval-prompts", "8",
             "--threads", "1", "--metrics-file", dir["metrics.jsonl"], "--plot-file", dir["plot.png"], "--save-to", dir["model"]);
 
         Assert.True(code == 0, output);

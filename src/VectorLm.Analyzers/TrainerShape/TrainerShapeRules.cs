@@ -46,7 +46,7 @@ internal static class TrainerShapeRules
 
     /// <summary>Option names the runtime's command line already uses.</summary>
     public static readonly string[] ReservedOptionNames =
-        ["world-size", "backend", "master-addr", "master-port", "nnodes", "node-rank", "seed", "threads", "config", "help", "version"];
+        ["nproc-per-node", "world-size", "backend", "master-addr", "master-port", "nnodes", "node-rank", "seed", "threads", "config", "help", "version"];
 
     /// <summary>The option types the generated command line supports (arrays of the non-nullable ones too).</summary>
     public const string SupportedTypesText =

@@ -23,7 +23,7 @@ public sealed record DistributedEnvironment(int Rank, int LocalRank, int WorldSi
     /// <summary>
     /// True when a launcher started this process as one rank of a job: torchrun or the VectorLm launcher (<c>RANK</c>),
     /// or <c>srun</c> with several tasks. A lone Slurm task (<c>SLURM_NTASKS=1</c>, e.g. the shell of
-    /// <c>srun --pty bash</c>) is not a rank: from there <c>--world-size 8</c> launches 8 ranks.
+    /// <c>srun --pty bash</c>) is not a rank: from there <c>--nproc-per-node 8</c> launches 8 ranks.
     /// </summary>
     public static bool IsLaunchedRank(IDictionary? env = null)
     {

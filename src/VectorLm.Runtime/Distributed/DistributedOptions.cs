@@ -5,8 +5,8 @@ namespace VectorLm.Distributed;
 /// <summary>How a rank joins its job: backend and timeouts. Unset values come from the environment, then defaults.</summary>
 public sealed record DistributedOptions
 {
-    /// <summary>"auto" (nccl when the device is CUDA, else tcp), "tcp" or "nccl".</summary>
-    public string Backend { get; init; } = "auto";
+    /// <summary>The process group to form; <see cref="DistributedBackend.Auto"/> picks nccl on CUDA, else tcp.</summary>
+    public DistributedBackend Backend { get; init; } = DistributedBackend.Auto;
 
     /// <summary>
     /// How long a collective waits for the other ranks before failing with the names of those missing.

@@ -69,7 +69,7 @@ internal static class ParameterBroadcast
     {
         using var scope = NewDisposeScope(); // every tensor here is a temporary
         var flat = cat(ps.Select(p => p.detach().reshape(-1)).ToList(), 0);
-        ctx.BroadcastTensor(flat, 0, site.Member, site.File, site.Line);
+        ctx.Broadcast(flat, 0, site.Member, site.File, site.Line);
         long at = 0;
         foreach (var p in ps)
         {

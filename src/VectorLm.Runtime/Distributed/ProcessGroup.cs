@@ -22,8 +22,8 @@ internal abstract class ProcessGroup : IDisposable
     /// <summary>How long a collective waits for the other ranks before failing with the names of the missing ones.</summary>
     public TimeSpan Timeout { get; }
 
-    /// <summary>"tcp" or "nccl".</summary>
-    public abstract string Backend { get; }
+    /// <summary>Tcp or Nccl.</summary>
+    public abstract DistributedBackend Backend { get; }
 
     /// <summary>Number of collectives run so far; the next one's sequence number.</summary>
     public long Sequence { get; protected set; }

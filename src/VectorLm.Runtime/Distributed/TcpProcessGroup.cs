@@ -44,7 +44,7 @@ internal sealed unsafe class TcpProcessGroup : ProcessGroup
         _scratch = new TensorMemory.Scratch(ChunkBytes);
     }
 
-    public override string Backend => "tcp";
+    public override DistributedBackend Backend => DistributedBackend.Tcp;
 
     /// <summary>
     /// Joins the group: publishes this rank's listening address in <paramref name="store"/> under

@@ -56,20 +56,20 @@ public sealed class TrainerContext : IDisposable
         var env = DistributedEnvironment.Read();
         bool cuda = torch.cuda.is_available();
         var device = cuda ? new Device(DeviceType.CUDA, env.CudaDevice(torch.cuda.device_count())) : CPU;
-        string backend = options.Backend switch
+        var backend = options.Backend switch
         {
-            "auto" => cuda ? "nccl" : "tcp",
-            "tcp" or "nccl" => options.Backend,
-            _ => throw new DistributedException($"unknown backend '{options.Backend}'; use auto, tcp or nccl"),
+            DistributedBackend.Auto => cuda ? DistributedBackend.Nccl : DistributedBackend.Tcp,
+            DistributedBackend.Tcp or DistributedBackend.Nccl => options.Backend,
+            _ => throw new DistributedException($"backend {options.Backend} cannot be asked for; use Auto, Tcp or Nccl"),
         };
         if (env.WorldSize == 1 && env.Source == "single") return SingleProcess(device);
-        if (backend == "nccl" && !cuda)
+        if (backend == DistributedBackend.Nccl && !cuda)
             throw new DistributedException("the nccl backend needs CUDA, and torch.cuda.is_available() is false here; use --backend tcp");
         return Connect(env, device, backend, options);
     }
 
     /// <summary>Joins the job described by <paramref name="env"/> on <paramref name="device"/> with <paramref name="backend"/>.</summary>
-    internal static TrainerContext Connect(DistributedEnvironment env, Device device, string backend, DistributedOptions options)
+    internal static TrainerContext Connect(DistributedEnvironment env, Device device, DistributedBackend backend, DistributedOptions options)
     {
         var joinTimeout = options.ResolveRendezvousTimeout();
         var collectiveTimeout = options.ResolveCollectiveTimeout();
@@ -78,7 +78,7 @@ public sealed class TrainerContext : IDisposable
         var store = TcpStore.Connect(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, joinTimeout, $"rank {env.Rank} of {env.WorldSize}", security);
         try
         {
-            ProcessGroup group = backend == "nccl"
+            ProcessGroup group = backend == DistributedBackend.Nccl
                 ? NcclProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout, device.index < 0 ? 0 : (int)device.index, options.ResolveDesyncDebug())
                 : TcpProcessGroup.Create(store, env.Rank, env.WorldSize, collectiveTimeout, joinTimeout);
             group.ObserveCancellation(options.Cancellation);
@@ -118,8 +118,8 @@ public sealed class TrainerContext : IDisposable
     /// <summary>The process group behind the collectives; null for a single process.</summary>
     internal ProcessGroup? Group => _group;
 
-    /// <summary>The backend of the process group: "tcp", "nccl", or "none" for a single process.</summary>
-    [RankUniform] public string Backend => _group?.Backend ?? "none";
+    /// <summary>The backend of the process group: <see cref="DistributedBackend.Tcp"/>, <see cref="DistributedBackend.Nccl"/>, or <see cref="DistributedBackend.None"/> for a single process.</summary>
+    [RankUniform] public DistributedBackend Backend => _group?.Backend ?? DistributedBackend.None;
 
     /// <summary>Blocks until every rank has called it.</summary>
     [Collective]
@@ -145,50 +145,55 @@ public sealed class TrainerContext : IDisposable
         return tensor;
     }
 
-    /// <summary>
-    /// Returns rank <paramref name="root"/>'s <paramref name="value"/> on every rank (serialised as JSON with
-    /// System.Text.Json, so every rank, the root included, gets an equal deserialised copy).
-    /// </summary>
+    /// <summary>Copies rank <paramref name="src"/>'s tensor into <paramref name="tensor"/> on every rank, in place.</summary>
     [Collective, RankUniform]
-    public T Broadcast<T>(T value, int root = 0,
-        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
-    {
-        if ((uint)root >= (uint)WorldSize) throw new ArgumentOutOfRangeException(nameof(root), root, $"root must be a rank in [0, {WorldSize})");
-        byte[] mine = Rank == root ? JsonSerializer.SerializeToUtf8Bytes(value) : [];
-        var bytes = _group is null ? mine : _group.BroadcastBytes(mine, root, new CallSite(member, file, line));
-        return JsonSerializer.Deserialize<T>(bytes)!;
-    }
-
-    /// <summary>Returns every rank's <paramref name="value"/>, indexed by rank, on every rank (serialised as JSON).</summary>
-    [Collective, RankUniform]
-    public IReadOnlyList<T> AllGather<T>(T value,
-        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
-    {
-        var mine = JsonSerializer.SerializeToUtf8Bytes(value);
-        var all = _group is null ? [mine] : _group.AllGatherBytes(mine, new CallSite(member, file, line));
-        return all.Select(b => JsonSerializer.Deserialize<T>(b)!).ToArray();
-    }
-
-    /// <summary>Copies rank <paramref name="root"/>'s tensor into <paramref name="tensor"/> on every rank, in place.</summary>
-    [Collective, RankUniform]
-    public Tensor BroadcastTensor(Tensor tensor, int root = 0,
+    public Tensor Broadcast(Tensor tensor, int src = 0,
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        if ((uint)root >= (uint)WorldSize) throw new ArgumentOutOfRangeException(nameof(root), root, $"root must be a rank in [0, {WorldSize})");
-        _group?.Broadcast(tensor, root, new CallSite(member, file, line));
+        if ((uint)src >= (uint)WorldSize) throw new ArgumentOutOfRangeException(nameof(src), src, $"src must be a rank in [0, {WorldSize})");
+        _group?.Broadcast(tensor, src, new CallSite(member, file, line));
         return tensor;
     }
 
-    /// <summary>Returns every rank's tensor (same shape on all ranks), concatenated along a new leading dimension.</summary>
+    /// <summary>
+    /// Returns every rank's tensor (same shape on all ranks) stacked along a new leading dimension, indexed by rank: shape
+    /// <c>[WorldSize, ..tensor.shape]</c>. (torch.distributed's <c>all_gather_into_tensor</c> concatenates along dim 0 instead;
+    /// <c>result.flatten(0, 1)</c> gives that.)
+    /// </summary>
     [Collective, RankUniform]
-    public Tensor AllGatherTensor(Tensor tensor,
+    public Tensor AllGather(Tensor tensor,
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         ArgumentNullException.ThrowIfNull(tensor);
         if (_group is not null) return _group.AllGather(tensor, new CallSite(member, file, line));
         using var one = tensor.unsqueeze(0);
         return one.clone();
+    }
+
+    /// <summary>
+    /// Returns rank <paramref name="src"/>'s <paramref name="value"/> on every rank (serialised as JSON with
+    /// System.Text.Json, so every rank, <paramref name="src"/> included, gets an equal deserialised copy), as
+    /// torch.distributed's <c>broadcast_object_list</c>.
+    /// </summary>
+    [Collective, RankUniform]
+    public T BroadcastObject<T>(T value, int src = 0,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        if ((uint)src >= (uint)WorldSize) throw new ArgumentOutOfRangeException(nameof(src), src, $"src must be a rank in [0, {WorldSize})");
+        byte[] mine = Rank == src ? JsonSerializer.SerializeToUtf8Bytes(value) : [];
+        var bytes = _group is null ? mine : _group.BroadcastBytes(mine, src, new CallSite(member, file, line));
+        return JsonSerializer.Deserialize<T>(bytes)!;
+    }
+
+    /// <summary>Returns every rank's <paramref name="value"/>, indexed by rank, on every rank (serialised as JSON), as torch.distributed's <c>all_gather_object</c>.</summary>
+    [Collective, RankUniform]
+    public IReadOnlyList<T> AllGatherObject<T>(T value,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        var mine = JsonSerializer.SerializeToUtf8Bytes(value);
+        var all = _group is null ? [mine] : _group.AllGatherBytes(mine, new CallSite(member, file, line));
+        return all.Select(b => JsonSerializer.Deserialize<T>(b)!).ToArray();
     }
 
     /// <summary>

@@ -211,7 +211,7 @@ public static class CollectiveInterceptors
                 var perParameter = stack(Parameters.Select(p => p.detach().sum(ScalarType.Float64).to(Parameters[0].device)).ToArray());
                 sums = perParameter.cpu().data<double>().ToArray();
             }
-            var all = ctx.AllGather(sums, site.Member, site.File, site.Line);
+            var all = ctx.AllGatherObject(sums, site.Member, site.File, site.Line);
             for (int i = 0; i < sums.Length; i++)
                 for (int r = 1; r < all.Count; r++)
                 {

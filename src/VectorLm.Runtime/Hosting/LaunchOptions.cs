@@ -3,10 +3,13 @@ namespace VectorLm.Hosting;
 /// <summary>The job-level options every generated trainer accepts on its command line.</summary>
 public sealed record LaunchOptions
 {
-    /// <summary>Ranks to run on this node (one process per device).</summary>
-    public int WorldSize { get; init; } = 1;
-    /// <summary>"auto" (nccl on CUDA, else tcp), "tcp" or "nccl".</summary>
-    public string Backend { get; init; } = "auto";
+    /// <summary>
+    /// Ranks to run on this node, one process per device (torchrun's <c>--nproc-per-node</c>). The job's world size is
+    /// <c>NProcPerNode * NNodes</c>.
+    /// </summary>
+    public int NProcPerNode { get; init; } = 1;
+    /// <summary>The process group to form; <see cref="DistributedBackend.Auto"/> picks nccl on CUDA, else tcp.</summary>
+    public DistributedBackend Backend { get; init; } = DistributedBackend.Auto;
     /// <summary>Rendezvous host; defaults to 127.0.0.1.</summary>
     public string? MasterAddr { get; init; }
     /// <summary>Rendezvous port; a free one is picked when null.</summary>

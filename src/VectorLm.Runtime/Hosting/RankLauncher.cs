@@ -46,14 +46,14 @@ internal sealed class RankLauncher
     /// <summary>Rejects impossible layouts with messages that name the option and its value.</summary>
     public static void Validate(LaunchOptions o)
     {
-        if (o.WorldSize < 1) throw new ArgumentException($"--world-size must be at least 1 (ranks on this node), got {o.WorldSize}");
+        if (o.NProcPerNode < 1) throw new ArgumentException($"--nproc-per-node must be at least 1 (ranks on this node), got {o.NProcPerNode}");
         if (o.NNodes < 1) throw new ArgumentException($"--nnodes must be at least 1, got {o.NNodes}");
         if (o.NodeRank < 0 || o.NodeRank >= o.NNodes) throw new ArgumentException($"--node-rank must be in [0, {o.NNodes}) for --nnodes {o.NNodes}, got {o.NodeRank}");
         if (o.MasterPort is < 0 or > 65535) throw new ArgumentException($"--master-port must be a TCP port (0 to 65535), got {o.MasterPort}");
         if (o.Threads is < 1) throw new ArgumentException($"--threads must be at least 1, got {o.Threads}");
         if (o.Precision is not null && !Training.Precision.All.Any(p => string.Equals(p.Name, o.Precision, StringComparison.OrdinalIgnoreCase)))
             throw new ArgumentException($"--precision must be one of {string.Join(", ", Training.Precision.All.Select(p => p.Name))}, got '{o.Precision}'");
-        if (o.Backend is not ("auto" or "tcp" or "nccl")) throw new ArgumentException($"--backend must be auto, tcp or nccl, got '{o.Backend}'");
+        if (o.Backend is not (DistributedBackend.Auto or DistributedBackend.Tcp or DistributedBackend.Nccl)) throw new ArgumentException($"--backend must be auto, tcp or nccl, got '{o.Backend}'");
         if (o.NNodes > 1 && string.IsNullOrEmpty(o.MasterAddr) && string.IsNullOrEmpty(Environment.GetEnvironmentVariable("MASTER_ADDR")))
             throw new ArgumentException("--nnodes > 1 needs --master-addr (or MASTER_ADDR): the host of node 0, reachable from every node");
     }
@@ -61,7 +61,7 @@ internal sealed class RankLauncher
     int Run()
     {
         Validate(_options);
-        int perNode = _options.WorldSize;
+        int perNode = _options.NProcPerNode;
         int worldSize = perNode * _options.NNodes;
         string addr = _options.MasterAddr ?? Environment.GetEnvironmentVariable("MASTER_ADDR") ?? "127.0.0.1";
         // Several nodes must agree on the port without talking, so only a single-node job picks a free one.

@@ -14,8 +14,8 @@ namespace VectorLm.Hosting;
 /// Which role a process plays:
 /// <list type="bullet">
 /// <item>A launcher set <c>RANK</c> (torchrun, the VectorLm launcher) or <c>SLURM_PROCID</c> (srun): this process is one
-/// rank; it joins the job described by the environment and ignores <see cref="LaunchOptions.WorldSize"/>.</item>
-/// <item>Otherwise, with <c>WorldSize x NNodes</c> above 1: this process is the launcher for this node's ranks.</item>
+/// rank; it joins the job described by the environment and ignores <see cref="LaunchOptions.NProcPerNode"/>.</item>
+/// <item>Otherwise, with <c>NProcPerNode x NNodes</c> above 1: this process is the launcher for this node's ranks.</item>
 /// <item>Otherwise: world size 1, in this process, with no process group.</item>
 /// </list>
 /// </remarks>
@@ -41,7 +41,7 @@ public static class TrainerHost
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;
         }
-        if (!DistributedEnvironment.IsLaunchedRank() && options.WorldSize * options.NNodes > 1)
+        if (!DistributedEnvironment.IsLaunchedRank() && options.NProcPerNode * options.NNodes > 1)
             return RankLauncher.Launch(options);
         return RunRank(options, train);
     }

@@ -96,24 +96,24 @@ internal static class GenerateContract
     /// <paramref name="prepare"/> (prompt checks), <paramref name="sync"/> (weights), the local decode of this rank's
     /// share and the exchange of results as <paramref name="mode"/> says, then <paramref name="after"/> and a final barrier.
     /// </summary>
-    public static IReadOnlyList<Completion> Run(TrainerContext trainer, DistributedGenerateMode mode, string fingerprint, int count,
+    public static IReadOnlyList<Completion> Run(TrainerContext context, DistributedGenerateMode mode, string fingerprint, int count,
         Func<List<int[]>> prepare, Action sync, Func<IReadOnlyList<int>, List<int[]>, List<Completion>> local, Action after,
         string member, string file, int line)
     {
-        int world = trainer.WorldSize;
+        int world = context.WorldSize;
         if (world > 1)
         {
             // Barrier first: the trainer is done with the device before the engine starts.
-            trainer.Barrier(member, file, line);
-            var hashes = trainer.AllGather(fingerprint, member, file, line);
+            context.Barrier(member, file, line);
+            var hashes = context.AllGatherObject(fingerprint, member, file, line);
             for (int r = 0; r < hashes.Count; r++)
-                if (hashes[r] != hashes[trainer.Rank])
+                if (hashes[r] != hashes[context.Rank])
                     throw new InvalidOperationException($"Generate was called with different prompts or parameters on rank {r} " +
-                        $"than on rank {trainer.Rank} (fingerprints {hashes[r]} vs {hashes[trainer.Rank]}); every rank must pass the same ones.");
+                        $"than on rank {context.Rank} (fingerprints {hashes[r]} vs {hashes[context.Rank]}); every rank must pass the same ones.");
         }
         if (count == 0)
         {
-            if (world > 1) trainer.Barrier(member, file, line);
+            if (world > 1) context.Barrier(member, file, line);
             return Array.Empty<Completion>();
         }
         var tokenized = prepare();
@@ -124,17 +124,17 @@ internal static class GenerateContract
             result = local(all, tokenized);
         else if (mode == DistributedGenerateMode.MainRank)
         {
-            var mine = trainer.IsMainRank ? local(all, tokenized) : new List<Completion>();
-            result = trainer.Broadcast(mine.ToList(), 0, member, file, line);
+            var mine = context.IsMainRank ? local(all, tokenized) : new List<Completion>();
+            result = context.BroadcastObject(mine.ToList(), 0, member, file, line);
         }
         else
         {
-            var share = all.Where(i => i % world == trainer.Rank).ToList();
-            var gathered = trainer.AllGather(local(share, tokenized).ToList(), member, file, line);
+            var share = all.Where(i => i % world == context.Rank).ToList();
+            var gathered = context.AllGatherObject(local(share, tokenized).ToList(), member, file, line);
             result = gathered.SelectMany(c => c).OrderBy(c => c.PromptIndex).ToList();
         }
         after();
-        if (world > 1) trainer.Barrier(member, file, line);
+        if (world > 1) context.Barrier(member, file, line);
         return result;
     }
 

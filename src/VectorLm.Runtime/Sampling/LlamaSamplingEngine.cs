@@ -34,7 +34,7 @@ internal sealed record LoraSource(Func<IReadOnlyList<LoraWeights>> Weights, Func
 public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
 {
     readonly object _gate = new();
-    readonly TrainerContext _trainer;
+    readonly TrainerContext _trainerContext;
     readonly LlamaArchitecture _arch;
     readonly Func<IReadOnlyDictionary<string, Tensor>> _parameters;
     readonly Func<Tensor, Tensor>? _referenceForward;
@@ -51,17 +51,17 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
     long _version;
     bool _disposed;
 
-    LlamaSamplingEngine(TrainerContext trainer, LlamaArchitecture arch, Func<IReadOnlyDictionary<string, Tensor>> parameters,
+    LlamaSamplingEngine(TrainerContext context, LlamaArchitecture arch, Func<IReadOnlyDictionary<string, Tensor>> parameters,
         ITokenCodec codec, Func<Tensor, Tensor>? referenceForward, EngineOptions options, LoraSource? lora)
     {
-        _trainer = trainer;
+        _trainerContext = context;
         _arch = arch;
         _parameters = parameters;
         _codec = codec;
         _referenceForward = referenceForward;
         Options = options;
         ContextLength = options.ContextLength ?? Math.Min(arch.MaxPositions, 2048);
-        Threads = options.Threads ?? DefaultThreads(Environment.ProcessorCount, trainer.LocalWorldSize);
+        Threads = options.Threads ?? DefaultThreads(Environment.ProcessorCount, context.LocalWorldSize);
         _sampler = new TokenSampler(arch.VocabSize);
         _model = EngineModel.Build(arch, parameters(), codec, options.WeightType);
         _lora = lora;
@@ -79,7 +79,7 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
             _model.Dispose();
             throw;
         }
-        _subscription = trainer.OnWeightsChanged(MarkStale);
+        _subscription = context.OnWeightsChanged(MarkStale);
     }
 
     /// <summary>What <see cref="EngineOptions.Threads"/> defaults to: half the cores divided by the ranks on the node, at least 1.</summary>
@@ -87,27 +87,27 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
 
     /// <summary>
     /// Builds an engine from a Llama model's parameters (Hugging Face names) and the trainer's tokenizer, and
-    /// subscribes it to <paramref name="trainer"/>'s weight changes. With <paramref name="referenceForward"/>
+    /// subscribes it to <paramref name="context"/>'s weight changes. With <paramref name="referenceForward"/>
     /// (token ids [batch, seq] to logits [batch, seq, vocab]) the parity gate runs as <see cref="EngineOptions.ParityCheck"/> says.
     /// </summary>
-    public static LlamaSamplingEngine Create(TrainerContext trainer, LlamaArchitecture architecture,
+    public static LlamaSamplingEngine Create(TrainerContext context, LlamaArchitecture architecture,
         Func<IReadOnlyDictionary<string, Tensor>> parameters, ITokenCodec tokenizer, Func<Tensor, Tensor>? referenceForward = null,
         EngineOptions? options = null) =>
-        Create(trainer, architecture, parameters, tokenizer, referenceForward, options, lora: null);
+        Create(context, architecture, parameters, tokenizer, referenceForward, options, lora: null);
 
     /// <summary>As the public <c>Create</c>, plus a model's LoRA adapter, applied by llama.cpp on top of the base.</summary>
-    internal static LlamaSamplingEngine Create(TrainerContext trainer, LlamaArchitecture architecture,
+    internal static LlamaSamplingEngine Create(TrainerContext context, LlamaArchitecture architecture,
         Func<IReadOnlyDictionary<string, Tensor>> parameters, ITokenCodec tokenizer, Func<Tensor, Tensor>? referenceForward,
         EngineOptions? options, LoraSource? lora)
     {
-        ArgumentNullException.ThrowIfNull(trainer);
+        ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(architecture);
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(tokenizer);
         options ??= new EngineOptions();
         Validate(options, architecture);
         NativeLog.Install();
-        var engine = new LlamaSamplingEngine(trainer, architecture, parameters, tokenizer, referenceForward, options, lora);
+        var engine = new LlamaSamplingEngine(context, architecture, parameters, tokenizer, referenceForward, options, lora);
         try
         {
             if (options.ParityCheck != ParityCheckMode.Never && referenceForward is not null) engine.CheckParity();
@@ -367,7 +367,7 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
         lock (_gate)
         {
             ThrowIfDisposed();
-            return GenerateContract.Run(_trainer, Options.Mode, GenerateContract.Fingerprint(prompts, p), prompts.Count,
+            return GenerateContract.Run(_trainerContext, Options.Mode, GenerateContract.Fingerprint(prompts, p), prompts.Count,
                 () => GenerateContract.Tokenize(prompts, _codec, Options.AddBos, ContextLength), SyncLocked,
                 (share, tokenized) => GenerateLocal(share, tokenized, p), AfterGenerate, member, file, line);
         }
@@ -384,7 +384,7 @@ public sealed unsafe class LlamaSamplingEngine : IColocatedSampler
         lock (_gate)
         {
             ThrowIfDisposed();
-            return GenerateContract.Run(_trainer, Options.Mode, GenerateContract.Fingerprint(promptTokens, p), promptTokens.Count,
+            return GenerateContract.Run(_trainerContext, Options.Mode, GenerateContract.Fingerprint(promptTokens, p), promptTokens.Count,
                 () => GenerateContract.CheckTokens(promptTokens, ContextLength, _arch.VocabSize), SyncLocked,
                 (share, tokenized) => GenerateLocal(share, tokenized, p), AfterGenerate, member, file, line);
         }

@@ -9,16 +9,16 @@ public static class SamplerExtensions
 {
     /// <summary>
     /// A sampling engine following <paramref name="model"/>: built from its parameters, marked stale after every
-    /// optimizer step of <paramref name="trainer"/> and updated in place on the next generate. By default the parity
+    /// optimizer step of <paramref name="context"/> and updated in place on the next generate. By default the parity
     /// gate compares its logits with <paramref name="model"/>'s once, at creation. <see cref="EngineOptions.Backend"/>
     /// picks the engine; <see cref="SamplingBackend.Auto"/> takes the torch engine when the model is on a CUDA device and
     /// llama.cpp on the CPU (see <see cref="ResolveBackend"/>). A LoRA adapter on the model
     /// (<see cref="LlamaModel.AddLora"/>) is applied by the llama.cpp engine on top of the base, and a sync after a
     /// step then writes only the adapter's tensors; the torch engine refuses a model with an adapter for now.
     /// </summary>
-    public static IColocatedSampler CreateSampler(this TrainerContext trainer, LlamaModel model, Tokenizer tokenizer, EngineOptions? options = null)
+    public static IColocatedSampler CreateSampler(this TrainerContext context, LlamaModel model, Tokenizer tokenizer, EngineOptions? options = null)
     {
-        ArgumentNullException.ThrowIfNull(trainer);
+        ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
         // Checkpoints often round vocab_size up past the tokenizer (Qwen2): the extra rows are never produced from text.
@@ -41,10 +41,10 @@ public static class SamplerExtensions
         var codec = new TokenizerCodec(tokenizer);
         if (ResolveBackend(options.Backend, model.parameters().First().device) == SamplingBackend.Torch)
             // Checked at every sync, not only here: an adapter added later must not be silently left out.
-            return TorchSamplingEngine.Create(trainer, architecture, () => model.Lora is null ? Parameters(model)
+            return TorchSamplingEngine.Create(context, architecture, () => model.Lora is null ? Parameters(model)
                 : throw new NotSupportedException("The torch sampling engine does not apply LoRA adapters yet; use EngineOptions.Backend = " +
                     "SamplingBackend.LlamaCpp, or MergeAdapter first."), codec, reference, options);
-        return LlamaSamplingEngine.Create(trainer, architecture, () => Parameters(model), codec, reference, options,
+        return LlamaSamplingEngine.Create(context, architecture, () => Parameters(model), codec, reference, options,
             new LoraSource(model.AdapterWeights, () => model.BaseRevision));
     }
 

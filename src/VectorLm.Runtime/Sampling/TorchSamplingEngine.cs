@@ -22,7 +22,7 @@ public sealed class TorchSamplingEngine : IColocatedSampler
     const int SpanBucket = 64;
 
     readonly object _gate = new();
-    readonly TrainerContext _trainer;
+    readonly TrainerContext _trainerContext;
     readonly LlamaArchitecture _arch;
     readonly Func<IReadOnlyDictionary<string, Tensor>> _parameters;
     readonly Func<Tensor, Tensor>? _referenceForward;
@@ -34,10 +34,10 @@ public sealed class TorchSamplingEngine : IColocatedSampler
     long _version;
     bool _disposed;
 
-    TorchSamplingEngine(TrainerContext trainer, LlamaArchitecture arch, Func<IReadOnlyDictionary<string, Tensor>> parameters,
+    TorchSamplingEngine(TrainerContext context, LlamaArchitecture arch, Func<IReadOnlyDictionary<string, Tensor>> parameters,
         ITokenCodec codec, Func<Tensor, Tensor>? referenceForward, EngineOptions options)
     {
-        _trainer = trainer;
+        _trainerContext = context;
         _arch = arch;
         _parameters = parameters;
         _codec = codec;
@@ -64,25 +64,25 @@ public sealed class TorchSamplingEngine : IColocatedSampler
             _decoder.Dispose();
             throw;
         }
-        _subscription = trainer.OnWeightsChanged(MarkStale);
+        _subscription = context.OnWeightsChanged(MarkStale);
     }
 
     /// <summary>
     /// Builds an engine on the device of <paramref name="parameters"/> (Hugging Face names) and subscribes it to
-    /// <paramref name="trainer"/>'s weight changes. With <paramref name="referenceForward"/> (token ids [batch, seq] to
+    /// <paramref name="context"/>'s weight changes. With <paramref name="referenceForward"/> (token ids [batch, seq] to
     /// logits [batch, seq, vocab]) the parity gate runs as <see cref="EngineOptions.ParityCheck"/> says.
     /// </summary>
-    public static TorchSamplingEngine Create(TrainerContext trainer, LlamaArchitecture architecture,
+    public static TorchSamplingEngine Create(TrainerContext context, LlamaArchitecture architecture,
         Func<IReadOnlyDictionary<string, Tensor>> parameters, ITokenCodec tokenizer, Func<Tensor, Tensor>? referenceForward = null,
         EngineOptions? options = null)
     {
-        ArgumentNullException.ThrowIfNull(trainer);
+        ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(architecture);
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(tokenizer);
         options ??= new EngineOptions();
         Validate(options, architecture);
-        var engine = new TorchSamplingEngine(trainer, architecture, parameters, tokenizer, referenceForward, options);
+        var engine = new TorchSamplingEngine(context, architecture, parameters, tokenizer, referenceForward, options);
         try
         {
             if (options.ParityCheck != ParityCheckMode.Never && referenceForward is not null) engine.CheckParity();
@@ -208,7 +208,7 @@ public sealed class TorchSamplingEngine : IColocatedSampler
         lock (_gate)
         {
             ThrowIfDisposed();
-            return GenerateContract.Run(_trainer, Options.Mode, GenerateContract.Fingerprint(prompts, p), prompts.Count,
+            return GenerateContract.Run(_trainerContext, Options.Mode, GenerateContract.Fingerprint(prompts, p), prompts.Count,
                 () => GenerateContract.Tokenize(prompts, _codec, Options.AddBos, ContextLength), SyncLocked,
                 (share, tokenized) => GenerateLocal(share, tokenized, p), AfterGenerate, member, file, line);
         }
@@ -225,7 +225,7 @@ public sealed class TorchSamplingEngine : IColocatedSampler
         lock (_gate)
         {
             ThrowIfDisposed();
-            return GenerateContract.Run(_trainer, Options.Mode, GenerateContract.Fingerprint(promptTokens, p), promptTokens.Count,
+            return GenerateContract.Run(_trainerContext, Options.Mode, GenerateContract.Fingerprint(promptTokens, p), promptTokens.Count,
                 () => GenerateContract.CheckTokens(promptTokens, ContextLength, _arch.VocabSize), SyncLocked,
                 (share, tokenized) => GenerateLocal(share, tokenized, p), AfterGenerate, member, file, line);
         }

@@ -152,7 +152,7 @@ public sealed class Trainer : IDisposable
         var ctx = TrainerContextScope.Current;
         if (ctx is not { WorldSize: > 1 }) return WriteCheckpoint(root, [myRng]);
 
-        var rngStates = ctx.AllGather(myRng);
+        var rngStates = ctx.AllGatherObject(myRng);
         return OnRank0(ctx, () => WriteCheckpoint(root, rngStates),
             error => new IOException($"rank 0 could not write the checkpoint: {error}"))!;
     }
@@ -170,7 +170,7 @@ public sealed class Trainer : IDisposable
             try { mine = new Outcome<T>(work(), null); }
             catch (Exception e) { (failure, mine) = (e, new Outcome<T>(default, e.Message)); }
         }
-        var outcome = ctx.Broadcast(mine)!; // one call site on every rank, success or not
+        var outcome = ctx.BroadcastObject(mine)!; // one call site on every rank, success or not
         if (failure is not null) ExceptionDispatchInfo.Capture(failure).Throw();
         return outcome.Error is null ? outcome.Value : throw elsewhere(outcome.Error);
     }

@@ -101,7 +101,7 @@ internal sealed class NcclProcessGroup : ProcessGroup
         Environment.Exit(1);
     }
 
-    public override string Backend => "nccl";
+    public override DistributedBackend Backend => DistributedBackend.Nccl;
 
     /// <summary>The NCCL library version, e.g. "2.28.3".</summary>
     public static string LibraryVersion => NcclNative.Version();

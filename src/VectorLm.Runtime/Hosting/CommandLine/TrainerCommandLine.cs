@@ -5,7 +5,7 @@ namespace VectorLm.Hosting.CommandLine;
 
 /// <summary>
 /// The command line of a generated <c>[DistributedTrainer]</c> entry point: the launch options every trainer accepts
-/// (<c>--world-size</c>, <c>--backend</c>, <c>--master-addr</c>, <c>--master-port</c>, <c>--nnodes</c>,
+/// (<c>--nproc-per-node</c>, <c>--backend</c>, <c>--master-addr</c>, <c>--master-port</c>, <c>--nnodes</c>,
 /// <c>--node-rank</c>, <c>--seed</c>, <c>--threads</c>, <c>--precision</c>), <c>--config file.yaml</c>, and one option per
 /// <c>[Option]</c> property, added by the generated code with <see cref="AddOption{T}"/>.
 /// </summary>
@@ -16,11 +16,8 @@ namespace VectorLm.Hosting.CommandLine;
 /// </remarks>
 public sealed class TrainerCommandLine
 {
-    /// <summary>Values of <c>--backend</c>.</summary>
-    public static readonly IReadOnlyList<string> Backends = ["auto", "tcp", "nccl"];
-
     readonly RootCommand _root;
-    readonly Option<int> _worldSize;
+    readonly Option<int> _nprocPerNode;
     readonly Option<string> _backend;
     readonly Option<string?> _masterAddr;
     readonly Option<int?> _masterPort;
@@ -40,9 +37,11 @@ public sealed class TrainerCommandLine
         TrainerName = trainerName;
         _root = new RootCommand(string.IsNullOrWhiteSpace(description) ? $"Runs the {trainerName} trainer on one or more ranks." : description);
         var defaults = new LaunchOptions();
-        _worldSize = Launch<int>("--world-size", "Ranks to run on this node (one process per device).", defaults.WorldSize);
-        _backend = Launch<string>("--backend", "Collective backend: auto (nccl on CUDA, else tcp), tcp or nccl.", defaults.Backend);
-        _backend.AcceptOnlyFromAmong([.. Backends]);
+        _nprocPerNode = Launch<int>("--nproc-per-node", "Ranks to run on this node, one process per device (the job has nproc-per-node x nnodes ranks).", defaults.NProcPerNode);
+        // Round 1's name, kept so existing command lines and scripts run; it has always meant ranks on this node.
+        _nprocPerNode.Aliases.Add("--world-size");
+        _backend = Launch<string>("--backend", "Collective backend: auto (nccl on CUDA, else tcp), tcp or nccl.", defaults.Backend.Name());
+        _backend.AcceptOnlyFromAmong([.. DistributedBackendNames.Launchable]);
         _masterAddr = Launch<string?>("--master-addr", "Rendezvous host (default 127.0.0.1).", defaults.MasterAddr);
         _masterPort = Launch<int?>("--master-port", "Rendezvous port (default: a free port).", defaults.MasterPort);
         _nnodes = Launch<int>("--nnodes", "Number of nodes.", defaults.NNodes);
@@ -82,7 +81,7 @@ public sealed class TrainerCommandLine
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         if (!name.StartsWith("--", StringComparison.Ordinal) || name.Length < 3)
             throw new ArgumentException($"Option name '{name}' of trainer {TrainerName} must start with '--'.", nameof(name));
-        if (_root.Options.Any(o => o.Name == name))
+        if (_root.Options.Any(o => o.Name == name || o.Aliases.Contains(name)))
             throw new ArgumentException($"Trainer {TrainerName} defines the option '{name}' twice (or it clashes with a launch option).", nameof(name));
         var option = new Option<T>(name)
         {
@@ -138,7 +137,7 @@ public sealed class TrainerCommandLine
         var extra = new List<string>();
         foreach (var (key, values) in entries)
         {
-            var option = _root.Options.FirstOrDefault(o => o.Name == "--" + key);
+            var option = _root.Options.FirstOrDefault(o => o.Name == "--" + key || o.Aliases.Contains("--" + key));
             if (option is null || option == _config)
             {
                 var known = string.Join(", ", _root.Options.Where(o => o != _config && o.Name.StartsWith("--", StringComparison.Ordinal)).Select(o => o.Name[2..]));
@@ -163,8 +162,8 @@ public sealed class TrainerCommandLine
         ArgumentNullException.ThrowIfNull(parsed);
         return new LaunchOptions
         {
-            WorldSize = parsed.GetValue(_worldSize),
-            Backend = parsed.GetValue(_backend) ?? "auto",
+            NProcPerNode = parsed.GetValue(_nprocPerNode),
+            Backend = parsed.GetValue(_backend) is { } backend ? DistributedBackendNames.Parse(backend) : DistributedBackend.Auto,
             MasterAddr = parsed.GetValue(_masterAddr),
             MasterPort = parsed.GetValue(_masterPort),
             NNodes = parsed.GetValue(_nnodes),
