@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Immutable;
 using Microsoft.CodeAnalysis;
+using VectorLm.Analyzers.Shared;
 using Microsoft.CodeAnalysis.Diagnostics;
 
 namespace VectorLm.Analyzers.Collectives;
@@ -37,9 +38,10 @@ public sealed class CollectiveDeadlockAnalyzer : DiagnosticAnalyzer
         });
     }
 
+    const string CollectiveAttributeName = "VectorLm." + nameof(CollectiveAttribute);
+
     static bool ReferencesVectorLm(Compilation compilation) =>
-        compilation.GetTypeByMetadataName("VectorLm.CollectiveAttribute") is not null
-        || HasAmbiguous(compilation, "VectorLm.CollectiveAttribute");
+        compilation.GetTypeByMetadataName(CollectiveAttributeName) is not null || HasAmbiguous(compilation, CollectiveAttributeName);
 
     static bool HasAmbiguous(Compilation compilation, string metadataName)
     {
