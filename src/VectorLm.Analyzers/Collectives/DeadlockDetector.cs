@@ -70,7 +70,7 @@ internal sealed class DeadlockDetector
                 var arms = new List<(string? Sequence, HashSet<int> Nodes)>();
                 foreach (int s in graph.Successors[c])
                 {
-                    var sequence = Sequences.Region(graph, sites, s, stop, out var nodes, _analysis.Model.Stats);
+                    var sequence = Sequences.Region(graph, sites, s, stop, out var nodes, _analysis.Model.Limits, _analysis.Model.Stats);
                     arms.Add((sequence, nodes));
                 }
                 var regionSites = new List<(CollectiveSite Site, int Block)>();
@@ -187,7 +187,7 @@ internal sealed class DeadlockDetector
                 return Shape.Loop;
         }
         // A branch that can come back to itself before its paths meet decides how often a loop runs (goto loops).
-        if (ReachesItself(graph, branch, stop)) return Shape.Loop;
+        if (graph.ReachesItself(branch, stop)) return Shape.Loop;
         return Shape.Branch;
     }
 
@@ -197,20 +197,6 @@ internal sealed class DeadlockDetector
         foreach (int s in graph.Successors[branch])
             for (int runner = s; runner != stop && runner != branch && runner >= 0; runner = graph.ImmediatePostDominator[runner])
                 if (runner == block) return true;
-        return false;
-    }
-
-    static bool ReachesItself(FlowGraph graph, int branch, int stop)
-    {
-        var seen = new HashSet<int>();
-        var work = new Stack<int>();
-        foreach (int s in graph.Successors[branch]) if (s != stop && seen.Add(s)) work.Push(s);
-        while (work.Count > 0)
-        {
-            int n = work.Pop();
-            if (n == branch) return true;
-            foreach (int s in graph.Successors[n]) if (s != stop && seen.Add(s)) work.Push(s);
-        }
         return false;
     }
 

@@ -7,25 +7,6 @@ using Microsoft.CodeAnalysis.Operations;
 
 namespace VectorLm.Analyzers.Collectives;
 
-/// <summary>The taint facts of one graph at the fixed point, used to find rank-dependent branches.</summary>
-internal sealed class GraphTaint
-{
-    public GraphTaint(int blocks)
-    {
-        Condition = new ulong[blocks];
-        Control = new ulong[blocks];
-    }
-
-    /// <summary>Taint of each block's branch condition.</summary>
-    public ulong[] Condition { get; }
-
-    /// <summary>Taint each block inherits from the conditions it is control dependent on (implicit flow).</summary>
-    public ulong[] Control { get; set; }
-
-    /// <summary>Taint of call arguments, for arguments that carry any.</summary>
-    public Dictionary<IArgumentOperation, ulong> Arguments { get; } = new();
-}
-
 /// <summary>
 /// Forward taint dataflow over one <see cref="FlowGraph"/> to a fixed point: locals, parameters and flow captures are
 /// tracked per program point (so overwriting with a rank-uniform value kills the taint); fields and auto-properties
@@ -38,6 +19,7 @@ internal sealed class TaintPass
     readonly UnitState _unit;
     readonly FlowGraph _graph;
     readonly KnownSymbols _known;
+    readonly AnalysisLimits _limits;
     readonly CancellationToken _cancellationToken;
     readonly Dictionary<object, int> _slots = new(new KeyComparer());
     readonly TaintSummary? _summary;
@@ -50,6 +32,7 @@ internal sealed class TaintPass
         _unit = unit;
         _graph = graph;
         _known = analysis.Model.Known;
+        _limits = analysis.Model.Limits;
         _cancellationToken = cancellationToken;
         _summary = graph.Function is null ? null : analysis.SummaryFor(graph.Function);
         Result = new GraphTaint(graph.Count);
@@ -100,7 +83,7 @@ internal sealed class TaintPass
 
         var outStates = new ulong[_graph.Count][];
         bool converged = false;
-        for (int round = 0; round < MaxRounds && !converged; round++)
+        for (int round = 0; round < _limits.TaintRounds && !converged; round++)
         {
             _cancellationToken.ThrowIfCancellationRequested();
             for (int b = 0; b < _graph.Count; b++) outStates[b] = null!;
@@ -108,7 +91,7 @@ internal sealed class TaintPass
             var queued = new bool[_graph.Count];
             for (int b = 0; b < _graph.Count; b++) { work.Enqueue(b); queued[b] = true; }
             int steps = 0;
-            while (work.Count > 0 && steps++ < MaxStepsPerBlock * _graph.Count + MaxStepsPerBlock)
+            while (work.Count > 0 && steps++ < _limits.StepsPerBlock * (_graph.Count + 1))
             {
                 int b = work.Dequeue();
                 queued[b] = false;
@@ -129,12 +112,6 @@ internal sealed class TaintPass
         }
         if (!converged) _analysis.Model.Stats.Add(ref _analysis.Model.Stats.TaintRoundLimits);
     }
-
-    /// <summary>Rounds of implicit-flow (control dependence) refinement before the pass stops.</summary>
-    public const int MaxRounds = 12;
-
-    /// <summary>Worklist steps per block in one round before the round stops.</summary>
-    public const int MaxStepsPerBlock = 64;
 
     List<int>? _orphans;
 
