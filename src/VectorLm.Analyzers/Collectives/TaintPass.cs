@@ -234,13 +234,16 @@ internal sealed class TaintPass
     ulong Eval(IOperation? op)
     {
         if (op is null) return 0;
+        // A constant is the same on every rank, whatever it was computed from.
         if (op.ConstantValue.HasValue) return 0;
         switch (op)
         {
             case ILocalReferenceOperation or IParameterReferenceOperation or IFlowCaptureReferenceOperation:
+                // A tracked slot: its taint at this program point (captured locals: the unit-wide taint).
                 return Read(KeyOf(op)!);
             case IFlowCaptureOperation capture:
             {
+                // A compiler temporary (?:, ??, ?.): holds its value's taint, plus the taint of the branch that set it.
                 var value = Eval(capture.Value) | _control;
                 Write(capture.Id, value);
                 return value;
@@ -252,6 +255,7 @@ internal sealed class TaintPass
                 return 0;
             case ISimpleAssignmentOperation assignment:
             {
+                // x = v: a strong update; x takes v's taint and the taint of the branches this block depends on.
                 var value = Eval(assignment.Value) | _control;
                 Assign(assignment.Target, value);
                 return value;
@@ -265,13 +269,16 @@ internal sealed class TaintPass
             }
             case IIncrementOrDecrementOperation increment:
             {
+                // x++: the new value depends on the old one only.
                 var value = Eval(increment.Target) | _control;
                 Assign(increment.Target, value);
                 return value;
             }
             case IDeconstructionAssignmentOperation deconstruction:
+                // (a, b) = (x, y): element-wise when both sides are tuples, else every target gets the whole value.
                 return Deconstruct(deconstruction.Target, deconstruction.Value);
             case IVariableDeclarationGroupOperation group:
+                // var x = v, y = w: each declarator is an assignment of its initializer.
                 foreach (var declaration in group.Declarations)
                     foreach (var declarator in declaration.Declarators)
                     {
@@ -280,34 +287,43 @@ internal sealed class TaintPass
                     }
                 return 0;
             case IFieldReferenceOperation field:
+                // Marked members, own fields tracked per point, other fields by their class-wide taint.
                 return EvalField(field);
             case IPropertyReferenceOperation property:
+                // Marked members, auto-properties like fields, other getters through their summary.
                 return EvalProperty(property);
             case IInvocationOperation invocation:
+                // Rank sources, [RankUniform] results, source methods through their summary, library calls from all inputs.
                 return EvalInvocation(invocation);
             case IObjectCreationOperation creation:
             {
+                // new T(args) { init }: the object carries the taint of everything it was built from.
                 ulong value = EvalArguments(creation.Arguments, out _);
                 if (creation.Initializer is not null) value |= Eval(creation.Initializer);
                 return value;
             }
             case IIsPatternOperation isPattern:
             {
+                // x is P: the match depends on x and on the pattern's operands; declared variables take x's taint.
                 var value = Eval(isPattern.Value);
                 return value | Pattern(isPattern.Pattern, value);
             }
             case IFlowAnonymousFunctionOperation lambda:
+                // A lambda value: rank-dependent when what it returns is (it may be called anywhere).
                 return Summary(lambda.Symbol, _cancellationToken)!.Return & Taint.Rank;
             case IReturnOperation { Kind: OperationKind.YieldReturn } yield:
             {
+                // yield return v: part of the iterator's result, like a return value.
                 var value = Eval(yield.ReturnedValue);
                 _summary?.OrReturn(value | _control);
                 return 0;
             }
             case IInstanceReferenceOperation or ITypeOfOperation or ISizeOfOperation or INameOfOperation or IDefaultValueOperation:
+                // this, typeof, sizeof, nameof, default: the same on every rank.
                 return 0;
             default:
             {
+                // Anything else (operators, conversions, element access, interpolation...): the union of its operands.
                 ulong value = 0;
                 foreach (var child in op.ChildOperations) value |= Eval(child);
                 return value;
