@@ -38,7 +38,7 @@ public sealed class CollectiveDeadlockAnalyzer : DiagnosticAnalyzer
         });
     }
 
-    const string CollectiveAttributeName = "VectorLm." + nameof(CollectiveAttribute);
+    internal const string CollectiveAttributeName = "VectorLm." + nameof(CollectiveAttribute);
 
     static bool ReferencesVectorLm(Compilation compilation) =>
         compilation.GetTypeByMetadataName(CollectiveAttributeName) is not null || HasAmbiguous(compilation, CollectiveAttributeName);

@@ -18,7 +18,8 @@ namespace VectorLm.Analyzers.Collectives;
 /// </summary>
 internal sealed class CollectiveModel
 {
-    readonly ConcurrentDictionary<ISymbol, BodyUnit?> _units = new(SymbolEqualityComparer.Default);
+    // Lazy: under concurrent analysis two types may ask for the same body at once; its graph is built once.
+    readonly ConcurrentDictionary<ISymbol, Lazy<BodyUnit?>> _units = new(SymbolEqualityComparer.Default);
     readonly ConcurrentDictionary<IMethodSymbol, FlowGraph> _nestedGraphs = new(SymbolEqualityComparer.Default);
     readonly ConcurrentDictionary<IMethodSymbol, CollectiveSummary> _summaries = new(SymbolEqualityComparer.Default);
     readonly ConcurrentDictionary<FlowGraph, List<CollectiveSite>[]> _sites = new();
@@ -74,6 +75,8 @@ internal sealed class CollectiveModel
         foreach (var member in type.GetMembers())
         {
             if (member.DeclaringSyntaxReferences.Length == 0 || member is not (IMethodSymbol or IFieldSymbol or IPropertySymbol)) continue;
+            // Decided from syntax first: most members of most types reach no collective, and need no graph.
+            if (!Names(cancellationToken).MayReach(member, cancellationToken)) continue;
             var unit = GetUnit(member, cancellationToken);
             if (unit is null) continue;
             foreach (var graph in unit.Graphs)
@@ -88,11 +91,15 @@ internal sealed class CollectiveModel
     {
         member = member.OriginalDefinition;
         if (member is IMethodSymbol { PartialImplementationPart: { } implementation }) member = implementation;
-        if (_units.TryGetValue(member, out var unit)) return unit;
-        unit = BuildUnit(member, cancellationToken);
-        if (unit is not null)
-            foreach (var pair in unit.Functions) _nestedGraphs.TryAdd(pair.Key, pair.Value);
-        return _units.GetOrAdd(member, unit);
+        if (!_units.TryGetValue(member, out var lazy))
+            lazy = _units.GetOrAdd(member, m => new Lazy<BodyUnit?>(() =>
+            {
+                var built = BuildUnit(m, cancellationToken);
+                if (built is not null)
+                    foreach (var pair in built.Functions) _nestedGraphs.TryAdd(pair.Key, pair.Value);
+                return built;
+            }, LazyThreadSafetyMode.ExecutionAndPublication));
+        return lazy.Value;
     }
 
     /// <summary>The graph of a method's own body, of a local function or of a lambda.</summary>
@@ -202,6 +209,9 @@ internal sealed class CollectiveModel
         method = method.OriginalDefinition;
         if (method.ReducedFrom is { } reduced) method = reduced;
         if (_summaries.TryGetValue(method, out var summary)) return summary;
+        if (method.MethodKind is not (MethodKind.LocalFunction or MethodKind.AnonymousFunction)
+            && !Names(cancellationToken).MayReach(method, cancellationToken))
+            return _summaries.GetOrAdd(method, CollectiveSummary.None);
         var inProgress = _summariesInProgress.Value!;
         if (inProgress.Contains(method))
         {
@@ -321,6 +331,15 @@ internal sealed class CollectiveModel
         if (!summary.HasCollectives) return null;
         return new CollectiveSite(op, summary.Sequence ?? "~" + target.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat), summary.Display, summary.May);
     }
+
+    /// <summary>The names through which a body can reach a collective (built once, on first use).</summary>
+    CollectiveNames Names(CancellationToken cancellationToken)
+    {
+        lock (_namesGate) return _names ??= new CollectiveNames(Compilation, Known, cancellationToken);
+    }
+
+    readonly object _namesGate = new();
+    CollectiveNames? _names;
 
     /// <summary>Implementations and overrides in this compilation, and the functions assigned to delegate members.</summary>
     public Dispatch Dispatch => LazyInitializer.EnsureInitialized(ref _dispatch, () => new Dispatch(Compilation, Limits))!;

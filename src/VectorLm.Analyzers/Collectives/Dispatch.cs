@@ -95,7 +95,8 @@ internal sealed class Dispatch
         return index;
     }
 
-    static IEnumerable<INamedTypeSymbol> SourceTypes(INamespaceSymbol ns)
+    /// <summary>Every type declared in <paramref name="ns"/> and below it, nested types included.</summary>
+    internal static IEnumerable<INamedTypeSymbol> SourceTypes(INamespaceSymbol ns)
     {
         foreach (var member in ns.GetMembers())
         {
