@@ -20,14 +20,14 @@ namespace VectorLm.Analyzers.Collectives;
 /// </summary>
 internal sealed class CollectiveNames
 {
-    // Members that a construct calls without naming them (foreach, using, await, collection initializers,
-    // deconstruction, LINQ query syntax, interpolated string handlers).
+    // Members that a construct calls without naming them (foreach, using, await, collection initializers and
+    // expressions, deconstruction, LINQ query syntax, interpolated string handlers, ranges and indices, fixed).
     static readonly HashSet<string> ImplicitlyCalled = new(StringComparer.Ordinal)
     {
         "GetEnumerator", "GetAsyncEnumerator", "MoveNext", "MoveNextAsync", "Current", "Dispose", "DisposeAsync",
         "GetAwaiter", "GetResult", "IsCompleted", "Add", "Deconstruct", "Select", "SelectMany", "Where", "Join",
         "GroupJoin", "OrderBy", "OrderByDescending", "ThenBy", "ThenByDescending", "GroupBy", "Cast",
-        "AppendLiteral", "AppendFormatted",
+        "AppendLiteral", "AppendFormatted", "Slice", "Length", "Count", "GetPinnableReference", "Create",
     };
 
     readonly HashSet<string> _names = new(StringComparer.Ordinal) { "step" };
@@ -91,10 +91,10 @@ internal sealed class CollectiveNames
     {
         SimpleNameSyntax name => _names.Contains(name.Identifier.ValueText),
         ImplicitObjectCreationExpressionSyntax or ConstructorInitializerSyntax => true,
-        ElementAccessExpressionSyntax or ElementBindingExpressionSyntax or ImplicitElementAccessSyntax => _indexers,
+        ElementAccessExpressionSyntax or ElementBindingExpressionSyntax or ImplicitElementAccessSyntax => _indexers || _implicitCalls,
         CommonForEachStatementSyntax or UsingStatementSyntax or AwaitExpressionSyntax or InitializerExpressionSyntax
             or QueryExpressionSyntax or InterpolatedStringExpressionSyntax or DeclarationExpressionSyntax
-            or TupleExpressionSyntax => _implicitCalls,
+            or TupleExpressionSyntax or CollectionExpressionSyntax or FixedStatementSyntax => _implicitCalls,
         LocalDeclarationStatementSyntax declaration => _implicitCalls && declaration.UsingKeyword.IsKind(SyntaxKind.UsingKeyword),
         _ => false,
     };
