@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using TorchSharp;
 using VectorLm;
 using VectorLm.Data;
@@ -18,28 +19,28 @@ namespace VectorLm.Samples;
 public partial class ArithmeticFineTune
 {
     /// <summary>Optimizer steps.</summary>
-    [Option] public int Steps { get; init; } = 300;
+    [Option, Range(1, 1_000_000)] public int Steps { get; init; } = 300;
 
     /// <summary>Sample and score the held-out prompts every this many steps.</summary>
-    [Option] public int SampleEvery { get; init; } = 50;
+    [Option, Range(1, int.MaxValue)] public int SampleEvery { get; init; } = 50;
 
     /// <summary>Sequences per rank per step.</summary>
-    [Option] public int BatchSize { get; init; } = 16;
+    [Option, Range(1, 4096)] public int BatchSize { get; init; } = 16;
 
     /// <summary>Peak learning rate of the warm-up + cosine schedule.</summary>
-    [Option] public double LearningRate { get; init; } = 3e-3;
+    [Option, Range(0.0, 1.0, MinimumIsExclusive = true)] public double LearningRate { get; init; } = 3e-3;
 
     /// <summary>Largest operand of the additions (9: single digits, learned in a few hundred steps; 99: much harder).</summary>
-    [Option] public int MaxOperand { get; init; } = 9;
+    [Option, Range(1, 999)] public int MaxOperand { get; init; } = 9;
 
     /// <summary>Held-out prompts scored at each sampling point.</summary>
-    [Option] public int EvalPrompts { get; init; } = 64;
+    [Option, Range(1, 10_000)] public int EvalPrompts { get; init; } = 64;
 
     /// <summary>A Hugging Face folder (config.json, safetensors, tokenizer.json) to fine-tune; empty: the tiny model made on the spot.</summary>
-    [Option] public string Model { get; init; } = "";
+    [Option, MustExist] public string Model { get; init; } = "";
 
     /// <summary>LoRA rank: 0 trains every weight; above 0 trains only a rank-r adapter on all projections (alpha = 2r).</summary>
-    [Option] public int LoraRank { get; init; }
+    [Option, Range(0, 4096)] public int LoraRank { get; init; }
 
     /// <summary>Where to write metrics as JSON lines (rank 0); empty for none.</summary>
     [Option] public string MetricsFile { get; init; } = "";

@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using System.Globalization;
 using TorchSharp;
@@ -24,22 +25,22 @@ namespace VectorLm.Samples;
 public partial class ArithmeticGrpo
 {
     /// <summary>GRPO steps (one rollout and one optimizer step each).</summary>
-    [Option] public int Steps { get; init; } = 400;
+    [Option, Range(1, 1_000_000)] public int Steps { get; init; } = 400;
 
     /// <summary>Completions sampled per prompt (TRL num_generations).</summary>
-    [Option] public int GroupSize { get; init; } = 16;
+    [Option, Range(2, 1024)] public int GroupSize { get; init; } = 16;
 
     /// <summary>Prompts per rollout, all ranks together (a multiple of the world size).</summary>
-    [Option] public int PromptsPerStep { get; init; } = 32;
+    [Option, Range(1, 4096)] public int PromptsPerStep { get; init; } = 32;
 
     /// <summary>Weight of the KL penalty to the warm-started model (0: no reference model is kept).</summary>
-    [Option] public double Beta { get; init; }
+    [Option, Range(0.0, double.MaxValue)] public double Beta { get; init; }
 
     /// <summary>Clip range of the policy ratio.</summary>
-    [Option] public double Epsilon { get; init; } = 0.2;
+    [Option, Range(0.0, 1.0, MinimumIsExclusive = true)] public double Epsilon { get; init; } = 0.2;
 
     /// <summary>Policy updates per rollout (TRL num_iterations); above 1 the clip range matters.</summary>
-    [Option] public int Iterations { get; init; } = 1;
+    [Option, Range(1, 100)] public int Iterations { get; init; } = 1;
 
     /// <summary>How per-token losses are aggregated.</summary>
     [Option] public PolicyLossType LossType { get; init; } = PolicyLossType.Dapo;
@@ -48,31 +49,31 @@ public partial class ArithmeticGrpo
     [Option] public RewardScaling ScaleRewards { get; init; } = RewardScaling.Group;
 
     /// <summary>Learning rate of the GRPO phase.</summary>
-    [Option] public double LearningRate { get; init; } = 2e-3;
+    [Option, Range(0.0, 1.0, MinimumIsExclusive = true)] public double LearningRate { get; init; } = 2e-3;
 
     /// <summary>Supervised steps before GRPO (ignored with --init-from); few enough to leave room to learn.</summary>
-    [Option] public int WarmStartSteps { get; init; } = 150;
+    [Option, Range(0, 1_000_000)] public int WarmStartSteps { get; init; } = 150;
 
     /// <summary>Start from this model folder (config.json + model.safetensors, e.g. from FineTune --save-to) instead of a warm start.</summary>
-    [Option] public string InitFrom { get; init; } = "";
+    [Option, MustExist] public string InitFrom { get; init; } = "";
 
     /// <summary>A Hugging Face folder (config.json, safetensors, tokenizer.json) to train with its own tokenizer; empty: the tiny model.</summary>
-    [Option] public string Model { get; init; } = "";
+    [Option, MustExist] public string Model { get; init; } = "";
 
     /// <summary>LoRA rank on every projection (alpha = 2 x rank); 0: full fine-tuning.</summary>
-    [Option] public int LoraRank { get; init; }
+    [Option, Range(0, 4096)] public int LoraRank { get; init; }
 
     /// <summary>config.json of a fresh model of another shape (e.g. for a GPU throughput run); empty: the tiny model.</summary>
-    [Option] public string ModelConfig { get; init; } = "";
+    [Option, MustExist] public string ModelConfig { get; init; } = "";
 
-    /// <summary>Largest operand of the additions.</summary>
-    [Option] public int MaxOperand { get; init; } = 9;
+    /// <summary>Largest operand of the additions (at most 499: an answer gets 4 tokens with its end).</summary>
+    [Option, Range(1, 499)] public int MaxOperand { get; init; } = 9;
 
     /// <summary>Additions held out of the warm start and scored greedily (GRPO samples them like the others).</summary>
-    [Option] public int EvalPrompts { get; init; } = 40;
+    [Option, Range(1, 10_000)] public int EvalPrompts { get; init; } = 40;
 
     /// <summary>Evaluate every this many GRPO steps (and after the last).</summary>
-    [Option] public int EvalEvery { get; init; } = 40;
+    [Option, Range(1, int.MaxValue)] public int EvalEvery { get; init; } = 40;
 
     /// <summary>Seed of the prompt order and of the engine's sampling streams (the same on every rank).</summary>
     [Option] public int DataSeed { get; init; } = 7;
@@ -87,7 +88,7 @@ public partial class ArithmeticGrpo
     [Option] public string CompletionsFile { get; init; } = "";
 
     /// <summary>Log the rollout's completions every this many steps.</summary>
-    [Option] public int LogCompletionsEvery { get; init; } = 10;
+    [Option, Range(1, int.MaxValue)] public int LogCompletionsEvery { get; init; } = 10;
 
     const int MaxNewTokens = 4;
 

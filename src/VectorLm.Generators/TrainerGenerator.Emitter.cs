@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Linq;
 using System.Text;
 using Microsoft.CodeAnalysis;
@@ -16,7 +15,8 @@ public sealed partial class TrainerGenerator
         /// <summary>The generator's version, written into [GeneratedCode] (tests mask it).</summary>
         public static readonly string Version = typeof(TrainerGenerator).Assembly.GetName().Version?.ToString() ?? "0.0.0.0";
 
-        internal const string GeneratedCode = "[global::System.CodeDom.Compiler.GeneratedCode(\"VectorLm.Generators\", \"{0}\")]";
+        /// <summary>The <c>[GeneratedCode]</c> line of every generated member.</summary>
+        internal static readonly string GeneratedCode = $"[{EmittedNames.GeneratedCodeAttribute}(\"VectorLm.Generators\", \"{Version}\")]";
 
         public static void EmitTrainer(SourceProductionContext context, TrainerSpec spec)
         {
@@ -49,11 +49,11 @@ public sealed partial class TrainerGenerator
             using var _ = w.OpenBlock();
             w.Line("/// <summary>");
             w.Line("/// Parses the command line (launch options, <c>--config</c> and the [Option] properties) and runs");
-            w.Line($"/// <see cref=\"{(spec.TrainKind == TrainKind.Async ? "TrainAsync" : "Train")}\"/> on every rank through <see cref=\"global::VectorLm.Hosting.TrainerHost\"/>.");
+            w.Line($"/// <see cref=\"{(spec.TrainKind == TrainKind.Async ? "TrainAsync" : "Train")}\"/> on every rank through <see cref=\"{EmittedNames.TrainerHost}\"/>.");
             w.Line("/// </summary>");
             w.Line("/// <param name=\"args\">The command-line arguments; <c>--help</c> lists them.</param>");
             w.Line("/// <returns>The process exit code: 0 on success.</returns>");
-            w.Line(string.Format(CultureInfo.InvariantCulture, GeneratedCode, Version));
+            w.Line(GeneratedCode);
             w.Line("public static int Run(string[] args)");
             using (w.OpenBlock())
             {
@@ -62,10 +62,14 @@ public sealed partial class TrainerGenerator
                     w.Line("// Option defaults are the property initializers: read them from a fresh instance.");
                     w.Line($"var defaults = new {spec.GlobalName}();");
                 }
-                w.Line($"var commandLine = new global::VectorLm.Hosting.CommandLine.TrainerCommandLine({Literal(spec.ClassName)}, {Literal(spec.Description)});");
+                w.Line($"var commandLine = new {EmittedNames.TrainerCommandLine}({Literal(spec.ClassName)}, {Literal(spec.Description)});");
                 foreach (var option in spec.Options)
-                    w.Line($"var {OptionVariable(option)} = commandLine.AddOption<{option.TypeName}>({Literal(option.OptionName)}, {Literal(option.Description)}, defaults.{option.PropertyName});");
-                w.Line("return commandLine.Invoke(args, (parsed, launch) =>");
+                {
+                    // The property's validation attributes, recreated: the runtime checks every value against them.
+                    var constraints = string.Concat(option.Constraints.Select(c => ", " + c));
+                    w.Line($"var {OptionVariable(option)} = commandLine.AddOption<{option.TypeName}>({Literal(option.OptionName)}, {Literal(option.Description)}, defaults.{option.PropertyName}{constraints});");
+                }
+                w.Line("return commandLine.Invoke(args, arguments =>");
                 using (w.OpenBlock(");"))
                 {
                     var newTrainer = spec.IsDisposable ? "using var trainer" : "var trainer";
@@ -78,19 +82,19 @@ public sealed partial class TrainerGenerator
                         w.Line($"{newTrainer} = new {spec.GlobalName}");
                         using (w.OpenBlock(";"))
                             foreach (var option in spec.Options)
-                                w.Line($"{option.PropertyName} = parsed.GetValue({OptionVariable(option)}){(option.NeedsNullForgiving ? "!" : "")},");
+                                w.Line($"{option.PropertyName} = arguments.GetValue({OptionVariable(option)}),");
                     }
                     if (spec.TrainKind == TrainKind.Async)
                     {
-                        w.Line("return global::VectorLm.Hosting.TrainerHost.Run(launch, (context, cancellationToken) => trainer.TrainAsync(context, cancellationToken));");
+                        w.Line($"return {EmittedNames.TrainerHost}.Run(arguments.Launch, (context, cancellationToken) => trainer.TrainAsync(context, cancellationToken));");
                     }
                     else
                     {
-                        w.Line("return global::VectorLm.Hosting.TrainerHost.Run(launch, (context, cancellationToken) =>");
+                        w.Line($"return {EmittedNames.TrainerHost}.Run(arguments.Launch, (context, cancellationToken) =>");
                         using (w.OpenBlock(");"))
                         {
                             w.Line(spec.TrainKind == TrainKind.SyncCancellable ? "trainer.Train(context, cancellationToken);" : "trainer.Train(context);");
-                            w.Line("return global::System.Threading.Tasks.Task.CompletedTask;");
+                            w.Line($"return {EmittedNames.CompletedTask};");
                         }
                     }
                 }
@@ -102,11 +106,11 @@ public sealed partial class TrainerGenerator
         public static string EntryPointSource(EntryPointSpec spec)
         {
             var w = Header();
-            w.Line("namespace VectorLm.Generated");
+            w.Line("namespace " + EmittedNames.GeneratedNamespace);
             using (w.OpenBlock())
             {
                 w.Line($"/// <summary>The program's entry point: runs <see cref=\"{spec.TrainerGlobalName}\"/>.</summary>");
-                w.Line(string.Format(CultureInfo.InvariantCulture, GeneratedCode, Version));
+                w.Line(GeneratedCode);
                 w.Line("internal static class TrainerEntryPoint");
                 using (w.OpenBlock())
                 {

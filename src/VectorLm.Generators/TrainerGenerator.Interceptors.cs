@@ -64,17 +64,20 @@ public sealed partial class TrainerGenerator
             var line = invocation.Expression is MemberAccessExpressionSyntax access
                 ? access.Name.GetLocation().GetLineSpan().StartLinePosition.Line + 1
                 : invocation.GetLocation().GetLineSpan().StartLinePosition.Line + 1;
-            return new InterceptorSpec(
-                kind,
-                location.Version,
-                location.Data,
-                location.GetDisplayLocation(),
-                method.ContainingType.ToDisplayString(Parser.TypeFormat),
-                method.ReturnType.ToDisplayString(Parser.TypeFormat),
-                new EquatableArray<ParameterSpec>(method.Parameters.Select(p => new ParameterSpec(p.Name, p.Type.ToDisplayString(Parser.TypeFormat)))),
-                CallerMemberName(model, invocation),
-                invocation.SyntaxTree.FilePath,
-                line);
+            return new InterceptorSpec
+            {
+                Kind = kind,
+                Version = location.Version,
+                Data = location.Data,
+                DisplayLocation = location.GetDisplayLocation(),
+                ReceiverType = method.ContainingType.ToDisplayString(Parser.TypeFormat),
+                ReturnType = method.ReturnType.ToDisplayString(Parser.TypeFormat),
+                Parameters = new EquatableArray<ParameterSpec>(method.Parameters.Select(p =>
+                    new ParameterSpec { Name = p.Name, TypeName = p.Type.ToDisplayString(Parser.TypeFormat) })),
+                CallerMember = CallerMemberName(model, invocation),
+                CallerFile = invocation.SyntaxTree.FilePath,
+                CallerLine = line,
+            };
         }
 
         // What [CallerMemberName] gives at this point: the enclosing method, property or event, through lambdas and local functions.
@@ -100,17 +103,17 @@ public sealed partial class TrainerGenerator
         public static string Source(EquatableArray<InterceptorSpec> sites)
         {
             var w = Emitter.Header("the optimizer steps, gradient clips and Generate calls of this project");
-            w.Line("namespace System.Runtime.CompilerServices");
+            w.Line("namespace " + EmittedNames.InterceptsLocationNamespace);
             using (w.OpenBlock())
             {
                 w.Line("// The compiler recognises this attribute by name; a file-local copy keeps it out of the user's API.");
-                w.Line("[global::System.AttributeUsage(global::System.AttributeTargets.Method, AllowMultiple = true)]");
-                w.Line("file sealed class InterceptsLocationAttribute : global::System.Attribute");
+                w.Line($"[{EmittedNames.AttributeUsage}({EmittedNames.AttributeTargetsMethod}, AllowMultiple = true)]");
+                w.Line($"file sealed class InterceptsLocationAttribute : {EmittedNames.Attribute}");
                 using (w.OpenBlock())
                     w.Line("public InterceptsLocationAttribute(int version, string data) { }");
             }
             w.Line();
-            w.Line("namespace VectorLm.Generated");
+            w.Line("namespace " + EmittedNames.GeneratedNamespace);
             using (w.OpenBlock())
             {
                 w.Line("/// <summary>");
@@ -119,7 +122,7 @@ public sealed partial class TrainerGenerator
                 w.Line("/// ranks before clipping; each <c>Generate</c> syncs stale weights and samples the same completions on every");
                 w.Line("/// rank. Outside a distributed trainer each is the plain call.");
                 w.Line("/// </summary>");
-                w.Line(string.Format(CultureInfo.InvariantCulture, Emitter.GeneratedCode, Emitter.Version));
+                w.Line(Emitter.GeneratedCode);
                 w.Line("file static class CollectiveCallInterceptors");
                 using (w.OpenBlock())
                 {
@@ -153,9 +156,9 @@ public sealed partial class TrainerGenerator
             }
             arguments.Add($"{Emitter.Literal(call.CallerMember)}, {Emitter.Literal(call.CallerFile)}, {call.CallerLine.ToString(CultureInfo.InvariantCulture)}");
             w.Line($"// {call.DisplayLocation}: {what} in {call.CallerMember}");
-            w.Line($"[global::System.Runtime.CompilerServices.InterceptsLocation({call.Version.ToString(CultureInfo.InvariantCulture)}, {Emitter.Literal(call.Data)})]");
+            w.Line($"[{EmittedNames.InterceptsLocationAttribute}({call.Version.ToString(CultureInfo.InvariantCulture)}, {Emitter.Literal(call.Data)})]");
             w.Line($"public static {call.ReturnType} {target}{index.ToString(CultureInfo.InvariantCulture)}({string.Join(", ", parameters)})");
-            w.Line($"    => global::VectorLm.Hosting.CollectiveInterceptors.{target}({string.Join(", ", arguments)});");
+            w.Line($"    => {EmittedNames.CollectiveInterceptors}.{target}({string.Join(", ", arguments)});");
         }
     }
 }

@@ -30,14 +30,19 @@ public sealed partial class TrainerGenerator
             var valid = TrainerShapeRules.IsPartial(type) && TrainerShapeRules.ClassShapeProblem(type) is null
                 && kind != TrainMethodKind.None && optionsValid;
             if (!valid)
-                return new TrainerSpec(ns, type.Name, fullName, false, null, TrainKind.Sync, false, default);
+                return new TrainerSpec { Namespace = ns, ClassName = type.Name, FullName = fullName, IsValid = false };
 
-            var disposable = type.AllInterfaces.Any(i => i.SpecialType == SpecialType.System_IDisposable);
-            return new TrainerSpec(
-                ns, type.Name, fullName, true, DocSummary(type, ct),
-                kind switch { TrainMethodKind.Async => TrainKind.Async, TrainMethodKind.SyncCancellable => TrainKind.SyncCancellable, _ => TrainKind.Sync },
-                disposable,
-                new EquatableArray<OptionSpec>(options));
+            return new TrainerSpec
+            {
+                Namespace = ns,
+                ClassName = type.Name,
+                FullName = fullName,
+                IsValid = true,
+                Description = DocSummary(type, ct),
+                TrainKind = kind switch { TrainMethodKind.Async => TrainKind.Async, TrainMethodKind.SyncCancellable => TrainKind.SyncCancellable, _ => TrainKind.Sync },
+                IsDisposable = type.AllInterfaces.Any(i => i.SpecialType == SpecialType.System_IDisposable),
+                Options = new EquatableArray<OptionSpec>(options),
+            };
         }
 
         static List<OptionSpec> ParseOptions(INamedTypeSymbol type, out bool valid)
@@ -58,11 +63,39 @@ public sealed partial class TrainerGenerator
                 foreach (var named in attribute.NamedArguments)
                     if (named.Key == "Description" && named.Value.Value is string text) description = text;
                 description ??= DocSummary(property, default);
-                var needsBang = property.Type.IsReferenceType && property.NullableAnnotation != NullableAnnotation.Annotated;
-                options.Add(new OptionSpec(property.Name, "--" + name, property.Type.ToDisplayString(TypeFormat), description, needsBang));
+                options.Add(new OptionSpec
+                {
+                    PropertyName = property.Name,
+                    OptionName = "--" + name,
+                    TypeName = property.Type.ToDisplayString(TypeFormat),
+                    Description = description,
+                    Constraints = new EquatableArray<string>(Constraints(property)),
+                });
             }
             return options;
         }
+
+        // The property's System.ComponentModel.DataAnnotations.ValidationAttribute-derived attributes ([Range],
+        // [Required], [MustExist], a user's own...), each as the C# expression that recreates it.
+        static IEnumerable<string> Constraints(IPropertySymbol property)
+        {
+            foreach (var attribute in property.GetAttributes())
+            {
+                if (attribute.AttributeClass is not { } type || !TrainerShapeRules.DerivesFrom(type, ValidationAttribute)) continue;
+                // An attribute that does not bind is the compiler's error to report.
+                if (attribute.AttributeConstructor is null || attribute.ConstructorArguments.Any(a => a.Kind == TypedConstantKind.Error)
+                    || attribute.NamedArguments.Any(a => a.Value.Kind == TypedConstantKind.Error))
+                    continue;
+                var arguments = string.Join(", ", attribute.ConstructorArguments.Select(AttributeValues.Expression));
+                var expression = $"new {type.ToDisplayString(TypeFormat)}({arguments})";
+                if (attribute.NamedArguments.Length > 0)
+                    expression += " { " + string.Join(", ", attribute.NamedArguments.Select(a => a.Key + " = " + AttributeValues.Expression(a.Value))) + " }";
+                yield return expression;
+            }
+        }
+
+        /// <summary>The base class of the constraints an option honours.</summary>
+        internal const string ValidationAttribute = "System.ComponentModel.DataAnnotations.ValidationAttribute";
 
         // The <summary> text of the XML doc comment, whitespace collapsed. Read from syntax so that it works whether or
         // not the project parses documentation comments.

@@ -74,7 +74,7 @@ public sealed partial class TrainerGenerator : IIncrementalGenerator
             .Select(static (c, _) => c.Options.OutputKind is OutputKind.ConsoleApplication or OutputKind.WindowsApplication)
             .Combine(context.AnalyzerConfigOptionsProvider.Select(static (o, _) =>
                 o.GlobalOptions.TryGetValue(TrainerShapeRules.TrainerChoiceProperty, out var v) && !string.IsNullOrWhiteSpace(v) ? v.Trim() : null))
-            .Select(static (pair, _) => new ProjectSettings(pair.Left, pair.Right))
+            .Select(static (pair, _) => new ProjectSettings { IsExecutable = pair.Left, TrainerChoice = pair.Right })
             .WithTrackingName(TrackingNames.ProjectSettings);
 
         var entryPoint = trainers
@@ -101,6 +101,6 @@ public sealed partial class TrainerGenerator : IIncrementalGenerator
             ? trainers.Where(t => TrainerShapeRules.MatchesChoice(choice, t.FullName)).ToArray()
             : trainers.ToArray();
         if (chosen.Length != 1 || !chosen[0].IsValid) return null;
-        return new EntryPointSpec(chosen[0].GlobalName);
+        return new EntryPointSpec { TrainerGlobalName = chosen[0].GlobalName };
     }
 }

@@ -34,7 +34,7 @@ return TrainerHost.Run(options, (ctx, ct) =>
             var names = ctx.AllGatherObject($"r{ctx.Rank}");
             string joined = string.Join(",", names);
             ctx.Barrier();
-            Console.WriteLine($"ok {ctx.Backend} world {ctx.WorldSize} local {ctx.LocalRank} gathered {joined}");
+            Console.WriteLine($"ok {ctx.Backend.ToString().ToLowerInvariant()} world {ctx.WorldSize} local {ctx.LocalRank} gathered {joined}");
             break;
         }
         case "throw":
@@ -84,7 +84,7 @@ return TrainerHost.Run(options, (ctx, ct) =>
         {
             var t = ones(1 << 20, device: ctx.Device);
             ctx.AllReduce(t);
-            Console.WriteLine($"ready {t[0].item<float>()} on {ctx.Backend}");
+            Console.WriteLine($"ready {t[0].item<float>()} on {ctx.Backend.ToString().ToLowerInvariant()}");
             ctx.Barrier();
             if (ctx.Rank == 1)
             {

@@ -81,4 +81,77 @@ public sealed class EndToEndTests : IDisposable
         }
         Assert.Contains("many", error.ToString());
     }
+
+    [Fact]
+    public void Out_of_range_option_is_refused_before_training_with_the_option_and_its_range()
+    {
+        var report = Path.Combine(_dir, "never.txt");
+        var (code, error) = RunCapturingErrors("--steps", "-5", "--report", report);
+
+        Assert.Equal(1, code);
+        Assert.Contains("--steps must be between 1 and 100000, got -5.", error);
+        Assert.False(File.Exists(report)); // Train never ran
+    }
+
+    [Fact]
+    public void Out_of_range_config_value_is_refused_with_the_file_named()
+    {
+        var config = Path.Combine(_dir, "zero.yaml");
+        File.WriteAllText(config, "sample-every: 0\n");
+
+        var (code, error) = RunCapturingErrors("--config", config);
+
+        Assert.Equal(1, code);
+        Assert.Contains($"--sample-every must be at least 1, got 0. (from the config file '{config}')", error);
+    }
+
+    static readonly Lazy<Assembly> s_validated = new(() =>
+    {
+        var (sources, _) = GeneratorHarness.LoadCase("ValidatedOptions");
+        var (compilation, _) = GeneratorHarness.Generate(GeneratorHarness.Compile(sources, assemblyName: "ValidatedE2E"));
+        using var pe = new MemoryStream();
+        var emit = compilation.Emit(pe);
+        Assert.True(emit.Success, string.Join("\n", emit.Diagnostics));
+        pe.Position = 0;
+        return new AssemblyLoadContext("ValidatedE2E").LoadFromStream(pe);
+    });
+
+    [Fact]
+    public void Generated_constraints_keep_the_attribute_arguments_the_user_wrote()
+    {
+        var run = s_validated.Value.GetType("Samples.Validated.ValidatedOptions")!.GetMethod("Run", BindingFlags.Public | BindingFlags.Static)!;
+        (int Code, string Error) Validated(params string[] args) => RunCapturingErrors(() => (int)run.Invoke(null, [args])!);
+
+        Assert.Equal(0, Validated("--model", _dir).Code);
+        var (code, error) = Validated("--tokens", "5000000001", "--price", "10", "--heads", "3", "--eval-steps", "5", "2000",
+            "--checkpoint-every", "02:00:00", "--fraction", "0", "--odd", "7");
+        Assert.Equal(1, code);
+        Assert.Contains("--model is required", error);                                   // [Required] on a "" default
+        Assert.Contains("--tokens must be between 1 and 5000000000, got 5000000001.", error); // long bounds kept (as double)
+        Assert.Contains("--price must be between 0.01 and 9.99, got 10.", error);          // [Range(typeof(decimal), ...)]
+        Assert.Contains("--heads: The field --heads is invalid. (got 3)", error);          // the user's own attribute
+        Assert.Contains("--eval-steps must be between 1 and 1000, got 2000.", error);      // per element of an array
+        Assert.Contains("--checkpoint-every must be between 00:00:01 and 01:00:00, got 02:00:00.", error);
+        Assert.Contains("--fraction is a fraction in (0, 1]", error);                     // the user's ErrorMessage
+        // [AllowedValues(-3, (short)-3, ..., 7u, ...)]: each value keeps its type, and DataAnnotations compares with
+        // Equals, so the int 7 is not the uint 7 (docs/generator.md says to write values in the option's type).
+        Assert.Contains("--odd must be one of -3, -3, -1, 7, 9, 2, Infinity, NaN, -2.5, System.Int32, [1, 2], got 7.", error);
+    }
+
+    static (int Code, string Error) RunCapturingErrors(params string[] args) => RunCapturingErrors(() => Run(args));
+
+    static (int Code, string Error) RunCapturingErrors(Func<int> run)
+    {
+        var error = new StringWriter();
+        var previous = Console.Error;
+        Console.SetError(error);
+        try
+        {
+            return (run(), error.ToString());
+        }
+        finally
+        {
+            Console.SetError(previous);
+        }
+    }
 }

@@ -6,9 +6,10 @@ using Xunit.Abstractions;
 namespace VectorLm.Generators.Tests;
 
 /// <summary>
-/// Packs the VectorLm package from the already-built projects, then builds and runs a fresh console project that
-/// consumes it from a local folder feed, as a user would: the generator, analyzers and interceptor opt-in must all
-/// arrive through the package. The one slow test of this project (one restore and one build).
+/// Packs the solution as `dotnet pack` at the root does, from the already-built projects, then builds and runs a fresh
+/// console project that consumes the package from a local folder feed, as a user would: the generator, analyzers,
+/// code fix and interceptor opt-in must all arrive through the package. The one slow test of this project (one
+/// restore, one build, one `dotnet format`).
 /// </summary>
 public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
 {
@@ -72,17 +73,30 @@ public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
         var repo = Path.GetFullPath(Path.Combine(GeneratorHarness.ProjectDir(), "..", ".."));
         var feed = Directory.CreateDirectory(Path.Combine(_dir, "feed")).FullName;
 
-        // The projects are built (this test project references them); pack without building again.
-        Dotnet(repo, "pack", "src/VectorLm.Runtime/VectorLm.Runtime.csproj", "-c", configuration, "--no-build", "-o", feed,
-            $"-p:PackageVersion={_version}");
+        // The projects are built (this test project references them); pack the whole solution without building again:
+        // exactly the two packages (and their symbols) must come out, VectorLm and VectorLm.Testing (the snapshot-test
+        // helper for users' test projects), whatever other projects the solution holds.
+        Dotnet(repo, "pack", "VectorLm.sln", "-c", configuration, "--no-build", "-o", feed, $"-p:PackageVersion={_version}");
+        Assert.Equal(new[] { $"VectorLm.{_version}.nupkg", $"VectorLm.{_version}.snupkg", $"VectorLm.Testing.{_version}.nupkg", $"VectorLm.Testing.{_version}.snupkg" },
+            Directory.GetFiles(feed).Select(f => Path.GetFileName(f)).Order(StringComparer.Ordinal));
         var package = Path.Combine(feed, $"VectorLm.{_version}.nupkg");
         using (var zip = ZipFile.OpenRead(package))
         {
             var entries = zip.Entries.Select(e => e.FullName).ToHashSet(StringComparer.Ordinal);
             Assert.Contains("analyzers/dotnet/cs/VectorLm.Generators.dll", entries);
             Assert.Contains("analyzers/dotnet/cs/VectorLm.Analyzers.dll", entries);
+            Assert.Contains("analyzers/dotnet/cs/VectorLm.Analyzers.CodeFixes.dll", entries);
             Assert.Contains("buildTransitive/VectorLm.props", entries);
             Assert.Contains("lib/net10.0/VectorLm.Runtime.dll", entries);
+            Assert.Contains("README.md", entries);
+            // The sample task moved out of the library; the analyzer projects ship as files, never as dependencies.
+            using var nuspecReader = new StreamReader(zip.GetEntry("VectorLm.nuspec")!.Open());
+            var nuspec = nuspecReader.ReadToEnd();
+            Assert.Contains("<license type=\"expression\">MIT</license>", nuspec);
+            Assert.Contains("<readme>README.md</readme>", nuspec);
+            Assert.Contains("<repository type=\"git\"", nuspec);
+            Assert.DoesNotContain("VectorLm.Generators", nuspec);
+            Assert.DoesNotContain("VectorLm.Analyzers", nuspec);
         }
 
         var app = Directory.CreateDirectory(Path.Combine(_dir, "app")).FullName;
@@ -129,7 +143,40 @@ public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
         var rank1 = Assert.Single(lines, l => l.Contains("rank 1/2: 2 collective steps", StringComparison.Ordinal));
         static string Sample(string line) => line[line.IndexOf("; sample", StringComparison.Ordinal)..].TrimEnd('\r');
         Assert.Equal(Sample(rank0), Sample(rank1));
+
+        // The VLM1001 code fix reaches the consumer: `dotnet format` loads the project's analyzers and code fixes from
+        // the package, finds the rank-conditional barrier and hoists it. Only the packaged fix can make this edit.
+        var violation = Path.Combine(app, "RankZeroBarrier.cs");
+        File.WriteAllText(violation, RankZeroBarrierSource);
+        Dotnet(app, "format", "analyzers", "App.csproj", "--diagnostics", "VLM1001", "--severity", "warn", "--no-restore",
+            "--include", "RankZeroBarrier.cs");
+        var fixedSource = File.ReadAllText(violation);
+        Assert.NotEqual(RankZeroBarrierSource, fixedSource);
+        Assert.DoesNotContain("if (ctx.IsMainRank)", fixedSource);
+        var barrier = fixedSource.IndexOf("ctx.Barrier();", StringComparison.Ordinal);
+        Assert.InRange(barrier, 0, fixedSource.IndexOf("Console.WriteLine", StringComparison.Ordinal));
     }
+
+    // A collective only rank 0 reaches: VLM1001, and the fix moves the barrier before the `if`, which is then empty.
+    const string RankZeroBarrierSource = """
+        using VectorLm;
+
+        namespace Consumer;
+
+        /// <summary>A user's helper with a deadlock: only the main rank waits at the barrier.</summary>
+        public static class RankZeroBarrier
+        {
+            /// <summary>Waits for the other ranks, on rank 0 only.</summary>
+            public static void Sync(TrainerContext ctx)
+            {
+                if (ctx.IsMainRank)
+                {
+                    ctx.Barrier();
+                }
+                System.Console.WriteLine("synced");
+            }
+        }
+        """;
 
     string Dotnet(string workingDirectory, params string[] args)
     {

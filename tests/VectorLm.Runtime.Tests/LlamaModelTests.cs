@@ -116,4 +116,33 @@ public class LlamaModelTests
         Assert.NotEqual(all, some);
         Assert.InRange(all, Math.Log(259) - 0.5, Math.Log(259) + 0.5); // small init: near uniform
     }
+    [Fact]
+    public void Cpu_loss_over_row_blocks_matches_whole_batch_cross_entropy_and_its_gradients()
+    {
+        // 4096 x 4 bytes per row: 256 rows per 4 MiB block, so 2 x 200 tokens take two blocks (256 + 144 rows).
+        var config = Small with { VocabSize = 4096, MaxPositionEmbeddings = 256 };
+        long blockRows = LlamaModel.CpuLossBlockBytes / (4 * config.VocabSize);
+        Assert.Equal(256, blockRows);
+        using var m = LlamaModel.Create(config, seed: 3);
+        var ids = randint(0, config.VocabSize, [2, 200], dtype: ScalarType.Int64, generator: new Generator(8));
+        var labels = randint(0, config.VocabSize, [2, 200], dtype: ScalarType.Int64, generator: new Generator(9));
+        labels[0, ..50] = -100; // ignored positions in the first block only: the blocks hold different label counts
+        var parameters = m.parameters().ToList();
+
+        using var blocked = m.Loss(ids, labels);
+        blocked.backward();
+        var blockedGrads = parameters.Select(p => p.grad!.clone()).ToList();
+        m.zero_grad();
+        using var whole = nn.functional.cross_entropy(m.forward(ids).view(-1, config.VocabSize), labels.view(-1), ignore_index: -100);
+        whole.backward();
+
+        Assert.Equal(whole.item<float>(), blocked.item<float>(), 1e-5f);
+        for (int i = 0; i < parameters.Count; i++)
+            Assert.True(blockedGrads[i].allclose(parameters[i].grad!, rtol: 1e-4, atol: 1e-7), $"gradient {i} differs");
+
+        // Nothing labelled: NaN, as cross_entropy's mean gives.
+        using (no_grad())
+        using (var none = m.Loss(ids, full_like(labels, -100)))
+            Assert.True(float.IsNaN(none.item<float>()));
+    }
 }

@@ -109,8 +109,7 @@ public class PrecisionTests
         Assert.Equal("bf16-true", Launch(cli, ["--precision", "bf16-true"]).Precision);
         Assert.Null(Launch(cli, []).Precision);
 
-        var bad = cli.Parse(["--precision", "fp8"], out _);
-        var error = Assert.Single(bad.Errors).Message;
+        var error = Assert.Single(cli.Parse(["--precision", "fp8"]).Errors);
         Assert.Contains("--precision", error);
         Assert.Contains("'fp8'", error);
 
@@ -122,10 +121,9 @@ public class PrecisionTests
 
     static LaunchOptions Launch(TrainerCommandLine cli, string[] args)
     {
-        var parsed = cli.Parse(args, out var configError);
-        Assert.Null(configError);
+        var parsed = cli.Parse(args);
         Assert.Empty(parsed.Errors);
-        return cli.ToLaunchOptions(parsed);
+        return parsed.Launch;
     }
 
     [Fact]

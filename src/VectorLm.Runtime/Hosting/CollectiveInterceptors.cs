@@ -1,3 +1,4 @@
+using System.ComponentModel;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using TorchSharp.Modules;
@@ -20,6 +21,7 @@ namespace VectorLm.Hosting;
 /// when they do not: an optimizer step that was not intercepted. <c>VECTORLM_PARAMETER_CHECK=0</c> turns it off,
 /// <c>always</c> checks every step.
 /// </remarks>
+[EditorBrowsable(EditorBrowsableState.Never)] // called by generated code, not by users
 public static class CollectiveInterceptors
 {
     /// <summary>Environment variable for the parameter agreement check: <c>0</c> (off), <c>1</c> (default) or <c>always</c>.</summary>

@@ -1,9 +1,12 @@
+using System.ComponentModel;
+
 namespace VectorLm.Hosting;
 
 /// <summary>
 /// The context of the trainer running on this thread of control. Generated interceptors read it, since an
 /// intercepted call such as <c>optimizer.step()</c> has no context argument.
 /// </summary>
+[EditorBrowsable(EditorBrowsableState.Never)] // called by generated code, not by users
 public static class TrainerContextScope
 {
     static readonly AsyncLocal<TrainerContext?> s_current = new();

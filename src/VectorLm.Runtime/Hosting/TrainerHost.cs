@@ -1,3 +1,4 @@
+using System.ComponentModel;
 using System.Runtime.InteropServices;
 using TorchSharp;
 using VectorLm.Distributed;
@@ -18,7 +19,9 @@ namespace VectorLm.Hosting;
 /// <item>Otherwise, with <c>NProcPerNode x NNodes</c> above 1: this process is the launcher for this node's ranks.</item>
 /// <item>Otherwise: world size 1, in this process, with no process group.</item>
 /// </list>
+/// Only generated code calls it.
 /// </remarks>
+[EditorBrowsable(EditorBrowsableState.Never)]
 public static class TrainerHost
 {
     /// <summary>Exit code after Ctrl+C (SIGINT), as shells report a process killed by it.</summary>

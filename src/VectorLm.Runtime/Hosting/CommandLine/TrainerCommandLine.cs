@@ -1,5 +1,8 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
 
 namespace VectorLm.Hosting.CommandLine;
 
@@ -7,13 +10,17 @@ namespace VectorLm.Hosting.CommandLine;
 /// The command line of a generated <c>[DistributedTrainer]</c> entry point: the launch options every trainer accepts
 /// (<c>--nproc-per-node</c>, <c>--backend</c>, <c>--master-addr</c>, <c>--master-port</c>, <c>--nnodes</c>,
 /// <c>--node-rank</c>, <c>--seed</c>, <c>--threads</c>, <c>--precision</c>), <c>--config file.yaml</c>, and one option per
-/// <c>[Option]</c> property, added by the generated code with <see cref="AddOption{T}"/>.
+/// <c>[Option]</c> property, added by the generated code with <see cref="AddOption{T}"/>. Only generated code and tests use it.
 /// </summary>
 /// <remarks>
 /// Values come from, in order of precedence: the command line, the YAML file named by <c>--config</c> (keys equal
 /// option names without dashes), the property initializer. YAML values are turned into command-line tokens and parsed
-/// by the same options, so both sources accept the same syntax and report the same errors.
+/// by the same options, so both sources accept the same syntax and report the same errors, validation included: the
+/// final value of every option, a default too, must satisfy the <see cref="ValidationAttribute"/>s of its property.
+/// System.CommandLine does the parsing and stays an implementation detail: the public surface is
+/// <see cref="TrainerOption{T}"/> and <see cref="TrainerArguments"/>.
 /// </remarks>
+[EditorBrowsable(EditorBrowsableState.Never)]
 public sealed class TrainerCommandLine
 {
     readonly RootCommand _root;
@@ -27,6 +34,9 @@ public sealed class TrainerCommandLine
     readonly Option<int?> _threads;
     readonly Option<string?> _precision;
     readonly Option<FileInfo?> _config;
+    // While a config file is merged: the options whose value came from it, so that their errors name the file.
+    HashSet<Option> _fromConfig = [];
+    string? _configPath;
 
     /// <summary>Creates the command line of the trainer <paramref name="trainerName"/>.</summary>
     /// <param name="trainerName">The trainer class name, shown in the help title.</param>
@@ -37,17 +47,19 @@ public sealed class TrainerCommandLine
         TrainerName = trainerName;
         _root = new RootCommand(string.IsNullOrWhiteSpace(description) ? $"Runs the {trainerName} trainer on one or more ranks." : description);
         var defaults = new LaunchOptions();
-        _nprocPerNode = Launch<int>("--nproc-per-node", "Ranks to run on this node, one process per device (the job has nproc-per-node x nnodes ranks).", defaults.NProcPerNode);
+        // The launch options validate the way [Option] properties do: the same attributes, the same messages.
+        var atLeastOne = new RangeAttribute(1, int.MaxValue);
+        _nprocPerNode = Launch<int>("--nproc-per-node", "Ranks to run on this node, one process per device (the job has nproc-per-node x nnodes ranks).", defaults.NProcPerNode, atLeastOne);
         // Round 1's name, kept so existing command lines and scripts run; it has always meant ranks on this node.
         _nprocPerNode.Aliases.Add("--world-size");
         _backend = Launch<string>("--backend", "Collective backend: auto (nccl on CUDA, else tcp), tcp or nccl.", defaults.Backend.Name());
         _backend.AcceptOnlyFromAmong([.. DistributedBackendNames.Launchable]);
         _masterAddr = Launch<string?>("--master-addr", "Rendezvous host (default 127.0.0.1).", defaults.MasterAddr);
-        _masterPort = Launch<int?>("--master-port", "Rendezvous port (default: a free port).", defaults.MasterPort);
-        _nnodes = Launch<int>("--nnodes", "Number of nodes.", defaults.NNodes);
-        _nodeRank = Launch<int>("--node-rank", "This node's index in [0, nnodes).", defaults.NodeRank);
+        _masterPort = Launch<int?>("--master-port", "Rendezvous port (default: a free port).", defaults.MasterPort, new RangeAttribute(1, 65535));
+        _nnodes = Launch<int>("--nnodes", "Number of nodes.", defaults.NNodes, atLeastOne);
+        _nodeRank = Launch<int>("--node-rank", "This node's index in [0, nnodes).", defaults.NodeRank, new RangeAttribute(0, int.MaxValue));
         _seed = Launch<int>("--seed", "Seed for torch and the data order (the same on every rank).", defaults.Seed);
-        _threads = Launch<int?>("--threads", "Torch intra-op threads per rank (default: cores / ranks).", defaults.Threads);
+        _threads = Launch<int?>("--threads", "Torch intra-op threads per rank (default: cores / ranks).", defaults.Threads, atLeastOne);
         _precision = Launch<string?>("--precision",
             "Weights and compute: 32-true, tf32, bf16-mixed (f32 master weights, bf16 autocast) or bf16-true (default: bf16-mixed on CUDA, 32-true on the CPU).",
             defaults.Precision);
@@ -63,66 +75,100 @@ public sealed class TrainerCommandLine
             HelpName = "file.yaml",
         };
         _root.Options.Add(_config);
+        // Depends on two options, so it is the command's check, not one option's.
+        _root.Validators.Add(command =>
+        {
+            // An option not given has no value yet while the command is checked: use its default.
+            int nodes = command.GetResult(_nnodes) is { Implicit: false } ? command.GetValue(_nnodes) : defaults.NNodes;
+            int node = command.GetResult(_nodeRank) is { Implicit: false } ? command.GetValue(_nodeRank) : defaults.NodeRank;
+            if (nodes >= 1 && node >= nodes)
+                command.AddError($"--node-rank must be less than --nnodes ({nodes}), got {node}.");
+        });
     }
 
     /// <summary>The trainer class name.</summary>
     public string TrainerName { get; }
 
-    /// <summary>The root command (for tests and custom help).</summary>
-    public RootCommand Command => _root;
-
     /// <summary>
     /// Adds the option <paramref name="name"/> (with its leading dashes) of type <typeparamref name="T"/>, defaulting to
-    /// <paramref name="defaultValue"/>, and returns it so the generated code can read its value.
+    /// <paramref name="defaultValue"/> and checked against <paramref name="constraints"/>, and returns it so the
+    /// generated code can read its value.
     /// </summary>
+    /// <param name="name">The option name, <c>--kebab-case</c>.</param>
+    /// <param name="description">Help text, or null.</param>
+    /// <param name="defaultValue">The value when neither the command line nor the config file gives one.</param>
+    /// <param name="constraints">
+    /// The <see cref="ValidationAttribute"/>s of the <c>[Option]</c> property (<see cref="RangeAttribute"/>,
+    /// <see cref="RequiredAttribute"/>, <see cref="MustExistAttribute"/>, ...), recreated by the generated code.
+    /// </param>
     /// <exception cref="ArgumentException">The name is not <c>--kebab-case</c> or is already taken.</exception>
-    public Option<T> AddOption<T>(string name, string? description, T defaultValue)
+    public TrainerOption<T> AddOption<T>(string name, string? description, T defaultValue, params ValidationAttribute[] constraints)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(constraints);
         if (!name.StartsWith("--", StringComparison.Ordinal) || name.Length < 3)
             throw new ArgumentException($"Option name '{name}' of trainer {TrainerName} must start with '--'.", nameof(name));
         if (_root.Options.Any(o => o.Name == name || o.Aliases.Contains(name)))
             throw new ArgumentException($"Trainer {TrainerName} defines the option '{name}' twice (or it clashes with a launch option).", nameof(name));
         var option = new Option<T>(name)
         {
-            Description = description,
+            Description = OptionValidation.WithConstraints(description, constraints),
             DefaultValueFactory = _ => defaultValue,
             // Arrays accept "--ints 1 2 3" as well as "--ints 1 --ints 2".
             AllowMultipleArgumentsPerToken = typeof(T).IsArray,
         };
+        Validate(option, constraints);
         _root.Options.Add(option);
-        return option;
+        return new TrainerOption<T>(option);
     }
 
     /// <summary>
     /// Parses <paramref name="args"/> (merging the <c>--config</c> file), then calls <paramref name="run"/> with the
-    /// parse result and the launch options. Prints help, version or parse errors instead when asked or needed.
+    /// arguments. Prints help, version or the errors instead when asked or needed.
     /// </summary>
+    /// <param name="args">The command-line arguments.</param>
+    /// <param name="run">The trainer's run: called once, with valid arguments; returns the exit code.</param>
+    /// <param name="output">Where help goes; standard output when null.</param>
+    /// <param name="error">Where errors go; standard error when null.</param>
     /// <returns><paramref name="run"/>'s exit code, 0 after help, or 1 on a command-line or config error.</returns>
-    public int Invoke(IReadOnlyList<string> args, Func<ParseResult, LaunchOptions, int> run)
+    public int Invoke(IReadOnlyList<string> args, Func<TrainerArguments, int> run, TextWriter? output = null, TextWriter? error = null)
     {
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(run);
         var result = Parse(args, out var configError);
+        error ??= Console.Error;
         if (configError is not null)
         {
-            Console.Error.WriteLine(configError);
+            error.WriteLine(configError);
             return 1;
         }
-        _root.SetAction(parsed => run(parsed, ToLaunchOptions(parsed)));
-        return result.Invoke();
+        _root.SetAction(parsed => run(new TrainerArguments(parsed, [], ToLaunchOptions(parsed))));
+        // The errors alone, not the whole help after them: the message names the option and what it accepts.
+        if (result.Action is ParseErrorAction parseError) parseError.ShowHelp = false;
+        var code = result.Invoke(new InvocationConfiguration { Output = output ?? Console.Out, Error = error });
+        if (result.Errors.Count > 0) error.WriteLine($"Run with --help for the options of {TrainerName}.");
+        return code;
     }
 
     /// <summary>Parses <paramref name="args"/>, adding the values of the <c>--config</c> file that the command line does not set.</summary>
     /// <param name="args">The command-line arguments.</param>
-    /// <param name="configError">A message naming the file and the problem when the config file cannot be used; else null.</param>
-    public ParseResult Parse(IReadOnlyList<string> args, out string? configError)
+    /// <returns>The values, the launch options and the errors (parse, validation and config-file errors).</returns>
+    public TrainerArguments Parse(IReadOnlyList<string> args)
+    {
+        var result = Parse(args, out var configError);
+        var errors = result.Errors.Select(e => e.Message).ToList();
+        if (configError is not null) errors.Add(configError);
+        return new TrainerArguments(result, errors, errors.Count == 0 ? ToLaunchOptions(result) : null);
+    }
+
+    ParseResult Parse(IReadOnlyList<string> args, out string? configError)
     {
         ArgumentNullException.ThrowIfNull(args);
         configError = null;
-        var result = _root.Parse(args);
-        if (result.Errors.Count > 0 || result.GetValue(_config) is not { } file) return result;
-
+        var result = Parse(args, fromConfig: [], configPath: null);
+        // Errors elsewhere do not stop the merge: the file may supply what the command line lacks (a [Required] option).
+        if (result.GetResult(_config) is not OptionResult { Tokens: [{ Value: { Length: > 0 } path }] }) return result;
+        var file = new FileInfo(path);
         IReadOnlyList<KeyValuePair<string, IReadOnlyList<string>>> entries;
         try
         {
@@ -135,6 +181,7 @@ public sealed class TrainerCommandLine
         }
 
         var extra = new List<string>();
+        var fromConfig = new HashSet<Option>();
         foreach (var (key, values) in entries)
         {
             var option = _root.Options.FirstOrDefault(o => o.Name == "--" + key || o.Aliases.Contains("--" + key));
@@ -146,6 +193,7 @@ public sealed class TrainerCommandLine
             }
             // The command line wins over the file.
             if (result.GetResult(option) is OptionResult { Implicit: false }) continue;
+            fromConfig.Add(option);
             if (values.Count == 0) extra.Add(option.Name);
             foreach (var value in values)
             {
@@ -153,30 +201,61 @@ public sealed class TrainerCommandLine
                 extra.Add(value);
             }
         }
-        return extra.Count == 0 ? result : _root.Parse([.. args, .. extra]);
+        return extra.Count == 0 ? result : Parse([.. args, .. extra], fromConfig, file.FullName);
     }
 
-    /// <summary>Reads the launch options out of a parse result of this command line.</summary>
-    public LaunchOptions ToLaunchOptions(ParseResult parsed)
+    ParseResult Parse(IReadOnlyList<string> args, HashSet<Option> fromConfig, string? configPath)
     {
-        ArgumentNullException.ThrowIfNull(parsed);
-        return new LaunchOptions
+        (_fromConfig, _configPath) = (fromConfig, configPath);
+        try
         {
-            NProcPerNode = parsed.GetValue(_nprocPerNode),
-            Backend = parsed.GetValue(_backend) is { } backend ? DistributedBackendNames.Parse(backend) : DistributedBackend.Auto,
-            MasterAddr = parsed.GetValue(_masterAddr),
-            MasterPort = parsed.GetValue(_masterPort),
-            NNodes = parsed.GetValue(_nnodes),
-            NodeRank = parsed.GetValue(_nodeRank),
-            Seed = parsed.GetValue(_seed),
-            Threads = parsed.GetValue(_threads),
-            Precision = parsed.GetValue(_precision) is { } precision ? Training.Precision.Parse(precision).Name : null,
-        };
+            return _root.Parse(args);
+        }
+        finally
+        {
+            (_fromConfig, _configPath) = ([], null);
+        }
     }
 
-    Option<T> Launch<T>(string name, string description, T defaultValue)
+    // Checks the option's final value, given or default, against its constraints; runs while parsing, so a bad value
+    // is a parse error like a malformed one.
+    void Validate<T>(Option<T> option, IReadOnlyList<ValidationAttribute> constraints)
     {
-        var option = new Option<T>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+        if (constraints.Count == 0) return;
+        option.Validators.Add(result =>
+        {
+            T? value;
+            try
+            {
+                value = result.GetValueOrDefault<T>();
+            }
+            catch (InvalidOperationException)
+            {
+                return; // the value did not convert ("--steps many"): that error is reported already
+            }
+            var where = _fromConfig.Contains(option) ? $" (from the config file '{_configPath}')" : "";
+            foreach (var problem in OptionValidation.Problems(option.Name, value, constraints))
+                result.AddError(problem + where);
+        });
+    }
+
+    LaunchOptions ToLaunchOptions(ParseResult parsed) => new()
+    {
+        NProcPerNode = parsed.GetValue(_nprocPerNode),
+        Backend = parsed.GetValue(_backend) is { } backend ? DistributedBackendNames.Parse(backend) : DistributedBackend.Auto,
+        MasterAddr = parsed.GetValue(_masterAddr),
+        MasterPort = parsed.GetValue(_masterPort),
+        NNodes = parsed.GetValue(_nnodes),
+        NodeRank = parsed.GetValue(_nodeRank),
+        Seed = parsed.GetValue(_seed),
+        Threads = parsed.GetValue(_threads),
+        Precision = parsed.GetValue(_precision) is { } precision ? Training.Precision.Parse(precision).Name : null,
+    };
+
+    Option<T> Launch<T>(string name, string description, T defaultValue, params ValidationAttribute[] constraints)
+    {
+        var option = new Option<T>(name) { Description = OptionValidation.WithConstraints(description, constraints), DefaultValueFactory = _ => defaultValue };
+        Validate(option, constraints);
         _root.Options.Add(option);
         return option;
     }

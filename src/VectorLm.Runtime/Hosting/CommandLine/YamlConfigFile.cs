@@ -1,3 +1,4 @@
+using System.ComponentModel;
 using System.Globalization;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
@@ -6,8 +7,9 @@ namespace VectorLm.Hosting.CommandLine;
 
 /// <summary>
 /// Reads a trainer config file: a YAML mapping from option names (without dashes) to a scalar or a sequence of
-/// scalars. Values stay text; the trainer's command-line options parse them.
+/// scalars. Values stay text; the trainer's command-line options parse them. Only the generated command line uses it.
 /// </summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
 public static class YamlConfigFile
 {
     /// <summary>Reads <paramref name="path"/> into (key, values) pairs in file order. A scalar gives one value, <c>null</c> or <c>~</c> none.</summary>
@@ -67,4 +69,5 @@ public static class YamlConfigFile
 }
 
 /// <summary>A config file that is valid YAML but not a mapping of option names to scalars or scalar sequences.</summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
 public sealed class YamlConfigException(string message, Exception? inner = null) : Exception(message, inner);

@@ -1,4 +1,5 @@
 using System.Collections.Generic;
+using System.ComponentModel.DataAnnotations;
 using TorchSharp;
 using VectorLm;
 
@@ -9,10 +10,10 @@ namespace Samples.FineTuning;
 public partial class FineTune
 {
     /// <summary>Number of optimizer steps.</summary>
-    [Option] public int Steps { get; init; } = 6;
+    [Option, Range(1, 100_000)] public int Steps { get; init; } = 6;
 
     /// <summary>Sample every this many steps.</summary>
-    [Option] public int SampleEvery { get; init; } = 2;
+    [Option, Range(1, int.MaxValue)] public int SampleEvery { get; init; } = 2;
 
     /// <summary>File that receives one line per sampled completion.</summary>
     [Option] public string? Report { get; init; }

@@ -1,12 +1,14 @@
 using System.Globalization;
+using VectorLm.Data;
 
-namespace VectorLm.Data;
+namespace VectorLm.Samples;
 
 /// <summary>
-/// A synthetic task for samples and tests: additions written as <c>"12+7="</c> with completion <c>"19"</c>.
-/// Deterministic for a seed.
+/// A synthetic task for the samples, tests and benchmarks: additions written as <c>"12+7="</c> with completion
+/// <c>"19"</c>. Deterministic for a seed. Not part of the library: each project compiles this file in
+/// (samples/Shared/SampleTasks.props).
 /// </summary>
-public static class ArithmeticTask
+internal static class ArithmeticTask
 {
     /// <summary><paramref name="count"/> additions of operands in [0, <paramref name="maxOperand"/>].</summary>
     public static IReadOnlyList<PromptCompletion> Generate(int count, int seed = 0, int maxOperand = 99)
