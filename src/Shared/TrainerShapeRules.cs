@@ -217,8 +217,9 @@ internal static class TrainerShapeRules
     /// <c>clip_grad_value_(parameters, clip_value)</c>: they must see gradients averaged over ranks.
     /// </summary>
     public static bool IsGradientClip(IMethodSymbol method) =>
-        method.IsStatic && method.ContainingType is { } type && IsNamed(type, TorchUtils)
-        && ((method.Name == ClipGradNorm && method.Parameters.Length == 3) || (method.Name == ClipGradValue && method.Parameters.Length == 2));
+        // The name first: this runs on every call of the project, and IsNamed compares strings it cuts out.
+        ((method.Name == ClipGradNorm && method.Parameters.Length == 3) || (method.Name == ClipGradValue && method.Parameters.Length == 2))
+        && method.IsStatic && method.ContainingType is { } type && IsNamed(type, TorchUtils);
 
     /// <summary>True for a call the generator routes through the runtime: an optimizer step, a gradient clip or a Generate.</summary>
     public static bool IsInterceptedCollective(IMethodSymbol method, Compilation compilation) =>
