@@ -58,8 +58,8 @@ public class DispatchTests
             IHook h = Ask() ? new SyncHook() : new QuietHook();
             if (ctx.IsMainRank) {|#0:h.Run()|};
             """) + Hooks,
-            new DiagnosticResult("VLM1001", DiagnosticSeverity.Warning).WithLocation(0).WithLocation(23, 5)
-                .WithArguments("Run (calls Barrier) (on some targets)", "ctx.IsMainRank", "may perform"));
+            new DiagnosticResult(DiagnosticDescriptors.MaybeRankConditionalCollective).WithLocation(0).WithLocation(23, 5)
+                .WithArguments("Run (calls Barrier) (on some targets)", "ctx.IsMainRank"));
 
         [Fact]
         public Task AbstractBaseWithCollectiveOverride() => Analyzer(Body("""

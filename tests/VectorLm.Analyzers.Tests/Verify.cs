@@ -105,6 +105,8 @@ public static class Verify
         public AnalyzerTest()
         {
             ReferenceAssemblies = new ReferenceAssemblies("net10.0");
+            // VLM1001-VLM1003 have a certain and a probable descriptor under one ID; markup names only the ID.
+            MarkupOptions = MarkupOptions.UseFirstDescriptor;
             Configure(TestState);
         }
     }
@@ -114,6 +116,7 @@ public static class Verify
         public CodeFixTest()
         {
             ReferenceAssemblies = new ReferenceAssemblies("net10.0");
+            MarkupOptions = MarkupOptions.UseFirstDescriptor;
             Configure(TestState);
             Configure(FixedState);
             Configure(BatchFixedState);

@@ -1,6 +1,7 @@
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp.Testing;
 using Microsoft.CodeAnalysis.Testing;
+using VectorLm.Analyzers;
 using VectorLm.Analyzers.TrainerShape;
 
 namespace VectorLm.Generators.Tests;
@@ -232,7 +233,7 @@ public static class AnalyzerTests
             namespace N;
             [DistributedTrainer] public partial class A { public void Train(TrainerContext ctx) { } }
             """, OutputKind.ConsoleApplication, trainerChoice: "N.Missing",
-            expected: new DiagnosticResult(TrainerShapeDescriptors.UnknownTrainerChoice).WithArguments("N.Missing", "N.A"));
+            expected: new DiagnosticResult(DiagnosticDescriptors.UnknownTrainerChoice).WithArguments("N.Missing", "N.A"));
     }
 
     public sealed class VLM0009_CollectiveNotIntercepted
@@ -329,7 +330,7 @@ public static class AnalyzerTests
             Assert.Equal(9, rules.Length);
             foreach (var rule in rules)
             {
-                Assert.Equal(TrainerShapeDescriptors.HelpLinkBase + rule.Id + ".md", rule.HelpLinkUri);
+                Assert.Equal(DiagnosticDescriptors.HelpLinkBase + rule.Id + ".md", rule.HelpLinkUri);
                 var page = Path.Combine(repo, "docs", "rules", rule.Id + ".md");
                 Assert.True(File.Exists(page), $"missing {page}");
                 Assert.StartsWith("# " + rule.Id, File.ReadAllText(page), StringComparison.Ordinal);

@@ -23,7 +23,7 @@ public sealed class HoistCollectiveCodeFix : CodeFixProvider
     const string Title = "Call the collective on every rank (move it before the 'if')";
 
     /// <inheritdoc />
-    public override ImmutableArray<string> FixableDiagnosticIds { get; } = ImmutableArray.Create("VLM1001");
+    public override ImmutableArray<string> FixableDiagnosticIds { get; } = ImmutableArray.Create(DiagnosticDescriptors.RankConditionalCollective.Id);
 
     /// <inheritdoc />
     public override FixAllProvider GetFixAllProvider() => FixAllProvider.Create(async (context, document, diagnostics) =>

@@ -21,7 +21,7 @@ internal sealed class AnalysisStats
     /// <summary>Collective sites whose targets only sometimes perform collectives (dispatch, delegates).</summary>
     public int MaySites;
 
-    /// <summary>Interface or virtual calls with more implementations than <see cref="Dispatch.MaxTargets"/>: treated as no collective.</summary>
+    /// <summary>Interface or virtual calls with more implementations than <see cref="AnalysisLimits.DispatchTargets"/>: treated as no collective.</summary>
     public int DispatchGiveUps;
 
     /// <summary>Delegate calls whose targets are unknown (parameters, library delegates): treated as no collective.</summary>

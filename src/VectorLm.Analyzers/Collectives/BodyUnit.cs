@@ -12,10 +12,9 @@ namespace VectorLm.Analyzers.Collectives;
 /// </summary>
 internal sealed class BodyUnit
 {
-    public BodyUnit(ISymbol member, ControlFlowGraph cfg, SyntaxNode syntax, KnownSymbols known)
+    public BodyUnit(ISymbol member, ControlFlowGraph cfg, KnownSymbols known)
     {
         Member = member;
-        Syntax = syntax;
         Root = new FlowGraph(cfg, member as IMethodSymbol, known);
         Graphs.Add(Root);
         Collect(Root, known);
@@ -52,8 +51,6 @@ internal sealed class BodyUnit
     }
 
     public ISymbol Member { get; }
-
-    public SyntaxNode Syntax { get; }
 
     public FlowGraph Root { get; }
 

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Immutable;
 using Microsoft.CodeAnalysis;
+using VectorLm.Analyzers.Shared;
 using Microsoft.CodeAnalysis.Diagnostics;
 
 namespace VectorLm.Analyzers.Collectives;
@@ -16,9 +17,12 @@ public sealed class CollectiveDeadlockAnalyzer : DiagnosticAnalyzer
 {
     /// <inheritdoc />
     public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = ImmutableArray.Create(
-        CollectiveDiagnostics.RankConditionalCollective,
-        CollectiveDiagnostics.RankDependentLoop,
-        CollectiveDiagnostics.CollectiveAfterEarlyExit);
+        DiagnosticDescriptors.RankConditionalCollective,
+        DiagnosticDescriptors.MaybeRankConditionalCollective,
+        DiagnosticDescriptors.RankDependentLoop,
+        DiagnosticDescriptors.MaybeRankDependentLoop,
+        DiagnosticDescriptors.CollectiveAfterEarlyExit,
+        DiagnosticDescriptors.MaybeCollectiveAfterEarlyExit);
 
     /// <inheritdoc />
     public override void Initialize(AnalysisContext context)
@@ -34,9 +38,10 @@ public sealed class CollectiveDeadlockAnalyzer : DiagnosticAnalyzer
         });
     }
 
+    internal const string CollectiveAttributeName = "VectorLm." + nameof(CollectiveAttribute);
+
     static bool ReferencesVectorLm(Compilation compilation) =>
-        compilation.GetTypeByMetadataName("VectorLm.CollectiveAttribute") is not null
-        || HasAmbiguous(compilation, "VectorLm.CollectiveAttribute");
+        compilation.GetTypeByMetadataName(CollectiveAttributeName) is not null || HasAmbiguous(compilation, CollectiveAttributeName);
 
     static bool HasAmbiguous(Compilation compilation, string metadataName)
     {

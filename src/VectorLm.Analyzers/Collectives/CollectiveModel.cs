@@ -11,55 +11,6 @@ using Microsoft.CodeAnalysis.Operations;
 
 namespace VectorLm.Analyzers.Collectives;
 
-/// <summary>A collective reached at one operation: a direct call, or a call to code that performs collectives.</summary>
-/// <param name="Operation">The call.</param>
-/// <param name="Sequence">The collectives it performs, one token per line, or a single opaque token when it varies.</param>
-/// <param name="Display">What the diagnostic calls it, e.g. <c>Barrier</c> or <c>Sync (calls Barrier)</c>.</param>
-/// <param name="May">True when only some of the call's possible targets perform collectives (dispatch, delegates).</param>
-internal sealed class CollectiveSite
-{
-    public CollectiveSite(IOperation operation, string sequence, string display, bool may = false)
-    {
-        Operation = operation;
-        Sequence = sequence;
-        Display = display;
-        May = may;
-    }
-
-    public IOperation Operation { get; }
-
-    public string Sequence { get; }
-
-    public string Display { get; }
-
-    public bool May { get; }
-}
-
-/// <summary>What calling a method does, collective-wise.</summary>
-/// <param name="Sequence">Its collectives in order, one per line ("" for none); null when paths disagree.</param>
-/// <param name="Display">The first collective it performs, for messages.</param>
-/// <param name="May">True when it performs collectives only through some of the targets of a call inside it.</param>
-internal sealed class CollectiveSummary
-{
-    public static readonly CollectiveSummary None = new(false, "", "");
-
-    public CollectiveSummary(bool hasCollectives, string? sequence, string display, bool may = false)
-    {
-        HasCollectives = hasCollectives;
-        Sequence = sequence;
-        Display = display;
-        May = may;
-    }
-
-    public bool May { get; }
-
-    public bool HasCollectives { get; }
-
-    public string? Sequence { get; }
-
-    public string Display { get; }
-}
-
 /// <summary>
 /// Per-compilation state: member bodies and their graphs, what each method does collective-wise, and the per-type
 /// taint analyses. Everything is computed on demand and cached; a recursive request for a summary being computed on the
@@ -67,7 +18,8 @@ internal sealed class CollectiveSummary
 /// </summary>
 internal sealed class CollectiveModel
 {
-    readonly ConcurrentDictionary<ISymbol, BodyUnit?> _units = new(SymbolEqualityComparer.Default);
+    // Lazy: under concurrent analysis two types may ask for the same body at once; its graph is built once.
+    readonly ConcurrentDictionary<ISymbol, Lazy<BodyUnit?>> _units = new(SymbolEqualityComparer.Default);
     readonly ConcurrentDictionary<IMethodSymbol, FlowGraph> _nestedGraphs = new(SymbolEqualityComparer.Default);
     readonly ConcurrentDictionary<IMethodSymbol, CollectiveSummary> _summaries = new(SymbolEqualityComparer.Default);
     readonly ConcurrentDictionary<FlowGraph, List<CollectiveSite>[]> _sites = new();
@@ -82,11 +34,15 @@ internal sealed class CollectiveModel
     {
         Compilation = compilation;
         Options = options;
+        Limits = AnalysisLimits.Read(options, compilation);
     }
 
     public Compilation Compilation { get; }
 
     public AnalyzerOptions Options { get; }
+
+    /// <summary>The work limits for this compilation (defaults, or .editorconfig values).</summary>
+    public AnalysisLimits Limits { get; }
 
     public KnownSymbols Known { get; } = new();
 
@@ -119,6 +75,8 @@ internal sealed class CollectiveModel
         foreach (var member in type.GetMembers())
         {
             if (member.DeclaringSyntaxReferences.Length == 0 || member is not (IMethodSymbol or IFieldSymbol or IPropertySymbol)) continue;
+            // Decided from syntax first: most members of most types reach no collective, and need no graph.
+            if (!Names(cancellationToken).MayReach(member, cancellationToken)) continue;
             var unit = GetUnit(member, cancellationToken);
             if (unit is null) continue;
             foreach (var graph in unit.Graphs)
@@ -133,11 +91,15 @@ internal sealed class CollectiveModel
     {
         member = member.OriginalDefinition;
         if (member is IMethodSymbol { PartialImplementationPart: { } implementation }) member = implementation;
-        if (_units.TryGetValue(member, out var unit)) return unit;
-        unit = BuildUnit(member, cancellationToken);
-        if (unit is not null)
-            foreach (var pair in unit.Functions) _nestedGraphs.TryAdd(pair.Key, pair.Value);
-        return _units.GetOrAdd(member, unit);
+        if (!_units.TryGetValue(member, out var lazy))
+            lazy = _units.GetOrAdd(member, m => new Lazy<BodyUnit?>(() =>
+            {
+                var built = BuildUnit(m, cancellationToken);
+                if (built is not null)
+                    foreach (var pair in built.Functions) _nestedGraphs.TryAdd(pair.Key, pair.Value);
+                return built;
+            }, LazyThreadSafetyMode.ExecutionAndPublication));
+        return lazy.Value;
     }
 
     /// <summary>The graph of a method's own body, of a local function or of a lambda.</summary>
@@ -183,7 +145,7 @@ internal sealed class CollectiveModel
                 continue;
             }
             if (cfg is null) continue;
-            return new BodyUnit(member, cfg, node, Known);
+            return new BodyUnit(member, cfg, Known);
         }
         return null;
     }
@@ -247,6 +209,9 @@ internal sealed class CollectiveModel
         method = method.OriginalDefinition;
         if (method.ReducedFrom is { } reduced) method = reduced;
         if (_summaries.TryGetValue(method, out var summary)) return summary;
+        if (method.MethodKind is not (MethodKind.LocalFunction or MethodKind.AnonymousFunction)
+            && !Names(cancellationToken).MayReach(method, cancellationToken))
+            return _summaries.GetOrAdd(method, CollectiveSummary.None);
         var inProgress = _summariesInProgress.Value!;
         if (inProgress.Contains(method))
         {
@@ -280,7 +245,7 @@ internal sealed class CollectiveModel
                 may |= site.May;
             }
         if (display is null) return CollectiveSummary.None;
-        var sequence = Sequences.Region(graph, sites, 0, -1, out _, Stats);
+        var sequence = Sequences.Region(graph, sites, 0, -1, out _, Limits, Stats);
         return new CollectiveSummary(true, sequence, $"{method.Name} (calls {Innermost(display)})", may);
     }
 
@@ -367,8 +332,17 @@ internal sealed class CollectiveModel
         return new CollectiveSite(op, summary.Sequence ?? "~" + target.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat), summary.Display, summary.May);
     }
 
+    /// <summary>The names through which a body can reach a collective (built once, on first use).</summary>
+    CollectiveNames Names(CancellationToken cancellationToken)
+    {
+        lock (_namesGate) return _names ??= new CollectiveNames(Compilation, Known, cancellationToken);
+    }
+
+    readonly object _namesGate = new();
+    CollectiveNames? _names;
+
     /// <summary>Implementations and overrides in this compilation, and the functions assigned to delegate members.</summary>
-    public Dispatch Dispatch => LazyInitializer.EnsureInitialized(ref _dispatch, () => new Dispatch(Compilation))!;
+    public Dispatch Dispatch => LazyInitializer.EnsureInitialized(ref _dispatch, () => new Dispatch(Compilation, Limits))!;
 
     Dispatch? _dispatch;
 
@@ -456,9 +430,9 @@ internal sealed class CollectiveModel
     };
 
     /// <summary>The value behind a flow capture (what <c>x?.Invoke()</c> and <c>x!()</c> are lowered to), conversions removed.</summary>
-    static IOperation? Resolve(IOperation? value, FlowGraph graph)
+    IOperation? Resolve(IOperation? value, FlowGraph graph)
     {
-        for (int guard = 0; guard < 8; guard++)
+        for (int depth = 0; depth < Limits.CaptureDepth; depth++)
         {
             while (value is IConversionOperation { Operand: var operand }) value = operand;
             if (value is not IFlowCaptureReferenceOperation reference) return value;

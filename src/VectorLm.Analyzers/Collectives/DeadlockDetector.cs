@@ -24,18 +24,29 @@ internal sealed class DeadlockDetector
         _cancellationToken = cancellationToken;
     }
 
+    /// <summary>The three ways a rank-dependent branch deadlocks: VLM1001, VLM1002 and VLM1003.</summary>
+    enum Shape { Branch, Loop, EarlyExit }
+
+    /// <summary>The descriptor for a shape at one certainty level.</summary>
+    static DiagnosticDescriptor Descriptor(Shape shape, bool certain) => shape switch
+    {
+        Shape.Loop => certain ? DiagnosticDescriptors.RankDependentLoop : DiagnosticDescriptors.MaybeRankDependentLoop,
+        Shape.EarlyExit => certain ? DiagnosticDescriptors.CollectiveAfterEarlyExit : DiagnosticDescriptors.MaybeCollectiveAfterEarlyExit,
+        _ => certain ? DiagnosticDescriptors.RankConditionalCollective : DiagnosticDescriptors.MaybeRankConditionalCollective,
+    };
+
     sealed class Finding
     {
-        public Finding(DiagnosticDescriptor rule, CollectiveSite site, SyntaxNode condition, int regionSize, bool certain)
+        public Finding(Shape shape, CollectiveSite site, SyntaxNode condition, int regionSize, bool certain)
         {
-            Rule = rule;
+            Shape = shape;
             Site = site;
             Condition = condition;
             RegionSize = regionSize;
             Certain = certain;
         }
 
-        public DiagnosticDescriptor Rule { get; }
+        public Shape Shape { get; }
         public CollectiveSite Site { get; }
         public SyntaxNode Condition { get; }
         public int RegionSize { get; }
@@ -59,13 +70,14 @@ internal sealed class DeadlockDetector
                 var arms = new List<(string? Sequence, HashSet<int> Nodes)>();
                 foreach (int s in graph.Successors[c])
                 {
-                    var sequence = Sequences.Region(graph, sites, s, stop, out var nodes, _analysis.Model.Stats);
+                    var sequence = Sequences.Region(graph, sites, s, stop, out var nodes, _analysis.Model.Limits, _analysis.Model.Stats);
                     arms.Add((sequence, nodes));
                 }
-                var regionSites = new List<CollectiveSite>();
+                var regionSites = new List<(CollectiveSite Site, int Block)>();
                 var region = new HashSet<int>();
                 foreach (var arm in arms) region.UnionWith(arm.Nodes);
-                foreach (int n in region) regionSites.AddRange(sites[n]);
+                foreach (int n in region)
+                    foreach (var site in sites[n]) regionSites.Add((site, n));
                 if (regionSites.Count == 0) continue;
                 bool certain = arms.All(a => a.Sequence is not null);
                 bool same = certain && arms.All(a => a.Sequence == arms[0].Sequence);
@@ -76,14 +88,16 @@ internal sealed class DeadlockDetector
 
                 var branch = graph.Block(c).BranchValue!;
                 var kind = Classify(graph, c, stop, branch.Syntax, out var conditionSyntax, out var exitingArm, _analysis.Model.Known);
-                foreach (var site in regionSites)
+                foreach (var (site, block) in regionSites)
                 {
-                    var rule = kind;
+                    var shape = kind;
                     // Collectives inside the arm that leaves early are just conditional; the ones after it are skipped.
-                    if (rule == CollectiveDiagnostics.CollectiveAfterEarlyExit && exitingArm is not null
-                        && exitingArm.Span.Contains(site.Operation.Syntax.Span))
-                        rule = CollectiveDiagnostics.RankConditionalCollective;
-                    var finding = new Finding(rule, site, conditionSyntax, region.Count, certain && !site.May);
+                    if (shape == Shape.EarlyExit && exitingArm is not null && exitingArm.Span.Contains(site.Operation.Syntax.Span))
+                        shape = Shape.Branch;
+                    // A loop's arms never have one sequence (they repeat); it certainly deadlocks when the collective runs
+                    // on every iteration.
+                    bool sure = shape == Shape.Loop ? OnEveryIteration(graph, c, stop, block) : certain;
+                    var finding = new Finding(shape, site, conditionSyntax, region.Count, sure && !site.May);
                     if (!findings.TryGetValue(site.Operation, out var old) || old.RegionSize > finding.RegionSize)
                         findings[site.Operation] = finding;
                 }
@@ -103,21 +117,14 @@ internal sealed class DeadlockDetector
                     if (!taint.Arguments.TryGetValue(argument, out var argumentTaint)) continue;
                     if ((argumentTaint & Taint.Params) != 0 && summary is not null) summary.OrControl(argumentTaint & Taint.Params);
                     if ((argumentTaint & Taint.Rank) != 0 && !findings.ContainsKey(invocation))
-                        findings[invocation] = new Finding(CollectiveDiagnostics.RankConditionalCollective, site, argument.Value.Syntax, int.MaxValue, true);
+                        findings[invocation] = new Finding(Shape.Branch, site, argument.Value.Syntax, int.MaxValue, true);
                 }
             }
 
         foreach (var finding in findings.Values.OrderBy(f => f.Site.Operation.Syntax.SpanStart))
         {
-            var rule = finding.Rule;
-            string wording = rule.Id switch
-            {
-                "VLM1001" => finding.Certain ? "perform" : "may perform",
-                "VLM1002" => finding.Certain ? "" : " (on some paths)",
-                _ => finding.Certain ? "never" : "may not",
-            };
-            yield return Diagnostic.Create(rule, ReportedSyntax(finding.Site.Operation.Syntax).GetLocation(),
-                new[] { finding.Condition.GetLocation() }, finding.Site.Display, Shorten(finding.Condition.ToString()), wording);
+            yield return Diagnostic.Create(Descriptor(finding.Shape, finding.Certain), ReportedSyntax(finding.Site.Operation.Syntax).GetLocation(),
+                new[] { finding.Condition.GetLocation() }, finding.Site.Display, Shorten(finding.Condition.ToString()));
         }
     }
 
@@ -135,7 +142,7 @@ internal sealed class DeadlockDetector
     }
 
     /// <summary>Which rule a tainted branch falls under, and the syntax to show as its condition.</summary>
-    static DiagnosticDescriptor Classify(FlowGraph graph, int branch, int stop, SyntaxNode syntax, out SyntaxNode condition, out SyntaxNode? exitingArm, KnownSymbols known)
+    static Shape Classify(FlowGraph graph, int branch, int stop, SyntaxNode syntax, out SyntaxNode condition, out SyntaxNode? exitingArm, KnownSymbols known)
     {
         var model = graph.Cfg.OriginalOperation.SemanticModel;
         condition = syntax;
@@ -149,7 +156,7 @@ internal sealed class DeadlockDetector
             if (ancestor is SwitchExpressionSyntax switchExpression && !switchExpression.GoverningExpression.Span.Contains(syntax.Span))
             { condition = switchExpression.GoverningExpression; break; }
         }
-        if (syntax is CommonForEachStatementSyntax forEach) { condition = forEach.Expression; return CollectiveDiagnostics.RankDependentLoop; }
+        if (syntax is CommonForEachStatementSyntax forEach) { condition = forEach.Expression; return Shape.Loop; }
 
         StatementSyntax? statement = null;
         foreach (var ancestor in syntax.AncestorsAndSelf())
@@ -164,37 +171,32 @@ internal sealed class DeadlockDetector
                     var exit = ExitOf(arm, model, known);
                     if (exit == Exit.None) continue;
                     // A goto back to an earlier label is a loop, not an early exit.
-                    if (exit == Exit.BackwardGoto) return CollectiveDiagnostics.RankDependentLoop;
+                    if (exit == Exit.BackwardGoto) return Shape.Loop;
                     exitingArm = arm;
-                    return CollectiveDiagnostics.CollectiveAfterEarlyExit;
+                    return Shape.EarlyExit;
                 }
                 break;
             case WhileStatementSyntax w when w.Condition.Span.Contains(syntax.Span):
-                return CollectiveDiagnostics.RankDependentLoop;
+                return Shape.Loop;
             case DoStatementSyntax d when d.Condition.Span.Contains(syntax.Span):
-                return CollectiveDiagnostics.RankDependentLoop;
+                return Shape.Loop;
             case ForStatementSyntax f when f.Condition is not null && f.Condition.Span.Contains(syntax.Span):
-                return CollectiveDiagnostics.RankDependentLoop;
+                return Shape.Loop;
             case CommonForEachStatementSyntax fe:
                 condition = fe.Expression;
-                return CollectiveDiagnostics.RankDependentLoop;
+                return Shape.Loop;
         }
         // A branch that can come back to itself before its paths meet decides how often a loop runs (goto loops).
-        if (ReachesItself(graph, branch, stop)) return CollectiveDiagnostics.RankDependentLoop;
-        return CollectiveDiagnostics.RankConditionalCollective;
+        if (graph.ReachesItself(branch, stop)) return Shape.Loop;
+        return Shape.Branch;
     }
 
-    static bool ReachesItself(FlowGraph graph, int branch, int stop)
+    /// <summary>True when <paramref name="block"/> post-dominates the loop body entered from <paramref name="branch"/>.</summary>
+    static bool OnEveryIteration(FlowGraph graph, int branch, int stop, int block)
     {
-        var seen = new HashSet<int>();
-        var work = new Stack<int>();
-        foreach (int s in graph.Successors[branch]) if (s != stop && seen.Add(s)) work.Push(s);
-        while (work.Count > 0)
-        {
-            int n = work.Pop();
-            if (n == branch) return true;
-            foreach (int s in graph.Successors[n]) if (s != stop && seen.Add(s)) work.Push(s);
-        }
+        foreach (int s in graph.Successors[branch])
+            for (int runner = s; runner != stop && runner != branch && runner >= 0; runner = graph.ImmediatePostDominator[runner])
+                if (runner == block) return true;
         return false;
     }
 

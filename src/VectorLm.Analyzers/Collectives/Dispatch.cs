@@ -15,15 +15,17 @@ namespace VectorLm.Analyzers.Collectives;
 /// </summary>
 internal sealed class Dispatch
 {
-    /// <summary>More possible targets than this and the call is given up on (counted in <see cref="AnalysisStats"/>).</summary>
-    public const int MaxTargets = 32;
-
     readonly Compilation _compilation;
+    readonly AnalysisLimits _limits;
     readonly object _gate = new();
     Dictionary<IMethodSymbol, List<IMethodSymbol>>? _implementations;
     readonly ConcurrentDictionary<ISymbol, List<IMethodSymbol>> _assigned = new(SymbolEqualityComparer.Default);
 
-    public Dispatch(Compilation compilation) => _compilation = compilation;
+    public Dispatch(Compilation compilation, AnalysisLimits limits)
+    {
+        _compilation = compilation;
+        _limits = limits;
+    }
 
     /// <summary>A call through an interface or a virtual member (not a base call, not a static or sealed target).</summary>
     public static bool IsDispatched(IInvocationOperation invocation) =>
@@ -43,7 +45,8 @@ internal sealed class Dispatch
         if (Implementations().TryGetValue(method, out var implementations))
             foreach (var implementation in implementations)
                 if (receiver is null || DerivesFrom(implementation.ContainingType, receiver)) targets.Add(implementation);
-        if (targets.Count > MaxTargets)
+        // More possible targets than the limit: the call is given up on (counted in AnalysisStats).
+        if (targets.Count > _limits.DispatchTargets)
         {
             gaveUp = true;
             targets.Clear();
@@ -92,7 +95,8 @@ internal sealed class Dispatch
         return index;
     }
 
-    static IEnumerable<INamedTypeSymbol> SourceTypes(INamespaceSymbol ns)
+    /// <summary>Every type declared in <paramref name="ns"/> and below it, nested types included.</summary>
+    internal static IEnumerable<INamedTypeSymbol> SourceTypes(INamespaceSymbol ns)
     {
         foreach (var member in ns.GetMembers())
         {

@@ -24,7 +24,6 @@ internal sealed class FlowGraph
         Exit = Count - 1;
         Operations = new List<IOperation>[Count];
         Successors = new int[Count][];
-        EndsProcess = new bool[Count];
         for (int b = 0; b < Count; b++)
         {
             var block = blocks[b];
@@ -41,7 +40,6 @@ internal sealed class FlowGraph
                 noReturn = CallsNoReturn(branch, known);
             }
             Operations[b] = ops;
-            EndsProcess[b] = noReturn;
             if (b == Exit) { Successors[b] = System.Array.Empty<int>(); continue; }
             if (noReturn) { Successors[b] = new[] { Exit }; continue; }
             if (block.FallThroughSuccessor?.Semantics is ControlFlowBranchSemantics.Throw or ControlFlowBranchSemantics.Rethrow)
@@ -100,9 +98,6 @@ internal sealed class FlowGraph
 
     public List<int>[] Predecessors { get; }
 
-    /// <summary>True for blocks that end the process (Environment.Exit, [DoesNotReturn]).</summary>
-    public bool[] EndsProcess { get; }
-
     /// <summary>Immediate post-dominator of each block; the exit's is -1.</summary>
     public int[] ImmediatePostDominator { get; }
 
@@ -110,6 +105,21 @@ internal sealed class FlowGraph
     public List<int>[] ControlDependences { get; }
 
     public bool IsBranch(int block) => Successors[block].Length > 1;
+
+    /// <summary>True when a path from <paramref name="branch"/> comes back to it before reaching <paramref name="stop"/> (a loop).</summary>
+    public bool ReachesItself(int branch, int stop)
+    {
+        var seen = new HashSet<int>();
+        var work = new Stack<int>();
+        foreach (int s in Successors[branch]) if (s != stop && seen.Add(s)) work.Push(s);
+        while (work.Count > 0)
+        {
+            int n = work.Pop();
+            if (n == branch) return true;
+            foreach (int s in Successors[n]) if (s != stop && seen.Add(s)) work.Push(s);
+        }
+        return false;
+    }
 
     public BasicBlock Block(int b) => Cfg.Blocks[b];
 

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using Microsoft.CodeAnalysis;
+using VectorLm.Analyzers.Shared;
 using Microsoft.CodeAnalysis.Operations;
 
 namespace VectorLm.Analyzers.Collectives;
@@ -59,7 +60,7 @@ internal sealed class KnownSymbols
         return _trainers.GetOrAdd(type, t =>
         {
             for (var current = t; current is not null; current = current.ContainingType)
-                if (HasVectorLmAttribute(current, "DistributedTrainerAttribute")) return true;
+                if (HasVectorLmAttribute(current, nameof(DistributedTrainerAttribute))) return true;
             return false;
         });
     }
@@ -76,7 +77,7 @@ internal sealed class KnownSymbols
             marks |= Own(member);
             if (member is IMethodSymbol method)
                 foreach (var attribute in method.GetReturnTypeAttributes())
-                    if (IsVectorLmAttribute(attribute, "RankUniformAttribute")) marks |= Marks.RankUniform;
+                    if (IsVectorLmAttribute(attribute, nameof(RankUniformAttribute))) marks |= Marks.RankUniform;
         }
         if (symbol is IMethodSymbol m)
         {
@@ -95,9 +96,9 @@ internal sealed class KnownSymbols
         {
             var type = attribute.AttributeClass;
             if (type is null) continue;
-            if (IsVectorLmAttribute(attribute, "CollectiveAttribute")) marks |= Marks.Collective;
-            else if (IsVectorLmAttribute(attribute, "RankDependentAttribute")) marks |= Marks.RankDependent;
-            else if (IsVectorLmAttribute(attribute, "RankUniformAttribute")) marks |= Marks.RankUniform;
+            if (IsVectorLmAttribute(attribute, nameof(CollectiveAttribute))) marks |= Marks.Collective;
+            else if (IsVectorLmAttribute(attribute, nameof(RankDependentAttribute))) marks |= Marks.RankDependent;
+            else if (IsVectorLmAttribute(attribute, nameof(RankUniformAttribute))) marks |= Marks.RankUniform;
             else if (type.Name == "DoesNotReturnAttribute"
                      && IsNamespace(type.ContainingNamespace, "System.Diagnostics.CodeAnalysis"))
                 marks |= Marks.NoReturn;

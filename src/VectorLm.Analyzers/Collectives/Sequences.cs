@@ -9,39 +9,30 @@ namespace VectorLm.Analyzers.Collectives;
 /// </summary>
 internal static class Sequences
 {
-    /// <summary>Longest sequence text kept; a longer one is "not a valid sequence".</summary>
-    public const int MaxLength = 4096;
-
-    /// <summary>Rounds of the backward walk before it stops (a loop that keeps changing).</summary>
-    public const int MaxRounds = 64;
-
-    /// <summary>Nesting of branches written structurally ("{condition: arm | arm}") before giving up.</summary>
-    public const int MaxNesting = 6;
-
     /// <summary>
     /// The sequence from the start of <paramref name="start"/> to <paramref name="stop"/> (exclusive; -1 for the
     /// function's exit), or null when paths disagree. <paramref name="nodes"/> gets the blocks in between.
     /// </summary>
-    public static string? Region(FlowGraph graph, List<CollectiveSite>[] sites, int start, int stop, out HashSet<int> nodes, AnalysisStats stats) =>
-        Region(graph, sites, start, stop, out nodes, depth: 0, stats, new Dictionary<(int, int, int), (string?, HashSet<int>)>());
+    public static string? Region(FlowGraph graph, List<CollectiveSite>[] sites, int start, int stop, out HashSet<int> nodes, AnalysisLimits limits, AnalysisStats stats) =>
+        Region(graph, sites, start, stop, out nodes, depth: 0, limits, stats, new Dictionary<(int, int, int), (string?, HashSet<int>)>());
 
     // `memo` holds the regions already computed under this top-level call: nested branches ask for the same arms again
     // and again (every round, for every enclosing branch), which is exponential in the nesting without it.
     static string? Region(FlowGraph graph, List<CollectiveSite>[] sites, int start, int stop, out HashSet<int> nodes, int depth,
-        AnalysisStats stats, Dictionary<(int, int, int), (string?, HashSet<int>)> memo)
+        AnalysisLimits limits, AnalysisStats stats, Dictionary<(int, int, int), (string?, HashSet<int>)> memo)
     {
         if (memo.TryGetValue((start, stop, depth), out var done))
         {
             nodes = done.Item2;
             return done.Item1;
         }
-        var result = Compute(graph, sites, start, stop, out nodes, depth, stats, memo);
+        var result = Compute(graph, sites, start, stop, out nodes, depth, limits, stats, memo);
         memo[(start, stop, depth)] = (result, nodes);
         return result;
     }
 
     static string? Compute(FlowGraph graph, List<CollectiveSite>[] sites, int start, int stop, out HashSet<int> nodes, int depth,
-        AnalysisStats stats, Dictionary<(int, int, int), (string?, HashSet<int>)> memo)
+        AnalysisLimits limits, AnalysisStats stats, Dictionary<(int, int, int), (string?, HashSet<int>)> memo)
     {
         nodes = new HashSet<int>();
         if (start == stop) return "";
@@ -70,7 +61,7 @@ internal static class Sequences
         var known = new HashSet<int>();
         bool changed = true;
         int rounds = 0;
-        while (changed && rounds++ < MaxRounds)
+        while (changed && rounds++ < limits.SequenceRounds)
         {
             changed = false;
             foreach (int node in postOrder)
@@ -89,10 +80,10 @@ internal static class Sequences
                 }
                 if (!any && !invalid && graph.Successors[node].Length > 0) continue; // nothing known below yet
                 string? result;
-                if (invalid && Structured(graph, sites, node, stop, value, known, depth, stats, memo) is { } structured)
-                    result = Concat(Own(sites[node]), structured, stats);
+                if (invalid && Structured(graph, sites, node, stop, value, known, depth, limits, stats, memo) is { } structured)
+                    result = Concat(Own(sites[node]), structured, limits, stats);
                 else
-                    result = invalid ? null : Concat(Own(sites[node]), common ?? "", stats);
+                    result = invalid ? null : Concat(Own(sites[node]), common ?? "", limits, stats);
                 if (!known.Contains(node))
                 {
                     known.Add(node);
@@ -117,15 +108,15 @@ internal static class Sequences
     /// equal. Null for loops (an arm comes back to the branch) and when something below is not yet known.
     /// </summary>
     static string? Structured(FlowGraph graph, List<CollectiveSite>[] sites, int node, int stop,
-        Dictionary<int, string?> value, HashSet<int> known, int depth, AnalysisStats stats,
+        Dictionary<int, string?> value, HashSet<int> known, int depth, AnalysisLimits limits, AnalysisStats stats,
         Dictionary<(int, int, int), (string?, HashSet<int>)> memo)
     {
         if (graph.Successors[node].Length < 2) return null;
-        if (depth > MaxNesting) { stats.Add(ref stats.SequenceLimits); return null; }
+        if (depth > limits.BranchNesting) { stats.Add(ref stats.SequenceLimits); return null; }
         int meet = graph.ImmediatePostDominator[node];
         if (meet < 0) return null;
         // A loop header: its arms come back to it, so no structured form; say so before walking the arms.
-        if (InCycle(graph, node, meet)) return null;
+        if (graph.ReachesItself(node, meet)) return null;
         string after;
         if (meet == stop) after = "";
         else if (known.Contains(meet) && value[meet] is { } tail) after = tail;
@@ -133,26 +124,12 @@ internal static class Sequences
         var arms = new List<string>();
         foreach (int s in graph.Successors[node])
         {
-            var arm = Region(graph, sites, s, meet, out var armNodes, depth + 1, stats, memo);
+            var arm = Region(graph, sites, s, meet, out var armNodes, depth + 1, limits, stats, memo);
             if (arm is null || armNodes.Contains(node)) return null;
             arms.Add(arm);
         }
         var condition = graph.Block(node).BranchValue?.Syntax.ToString() ?? "?";
-        return Concat("{" + condition + ":" + string.Join("|", arms) + "}", after, stats);
-    }
-
-    static bool InCycle(FlowGraph graph, int node, int meet)
-    {
-        var seen = new HashSet<int>();
-        var work = new Stack<int>();
-        foreach (int s in graph.Successors[node]) if (s != meet && seen.Add(s)) work.Push(s);
-        while (work.Count > 0)
-        {
-            int n = work.Pop();
-            if (n == node) return true;
-            foreach (int s in graph.Successors[n]) if (s != meet && seen.Add(s)) work.Push(s);
-        }
-        return false;
+        return Concat("{" + condition + ":" + string.Join("|", arms) + "}", after, limits, stats);
     }
 
     static string Own(List<CollectiveSite> sites)
@@ -164,11 +141,11 @@ internal static class Sequences
         return string.Join("\n", parts);
     }
 
-    static string? Concat(string head, string tail, AnalysisStats stats)
+    static string? Concat(string head, string tail, AnalysisLimits limits, AnalysisStats stats)
     {
         if (head.Length == 0) return tail;
         if (tail.Length == 0) return head;
-        if (head.Length + tail.Length > MaxLength) { stats.Add(ref stats.SequenceLimits); return null; }
+        if (head.Length + tail.Length > limits.SequenceLength) { stats.Add(ref stats.SequenceLimits); return null; }
         return head + "\n" + tail;
     }
 }

@@ -7,25 +7,6 @@ using Microsoft.CodeAnalysis.Operations;
 
 namespace VectorLm.Analyzers.Collectives;
 
-/// <summary>The taint facts of one graph at the fixed point, used to find rank-dependent branches.</summary>
-internal sealed class GraphTaint
-{
-    public GraphTaint(int blocks)
-    {
-        Condition = new ulong[blocks];
-        Control = new ulong[blocks];
-    }
-
-    /// <summary>Taint of each block's branch condition.</summary>
-    public ulong[] Condition { get; }
-
-    /// <summary>Taint each block inherits from the conditions it is control dependent on (implicit flow).</summary>
-    public ulong[] Control { get; set; }
-
-    /// <summary>Taint of call arguments, for arguments that carry any.</summary>
-    public Dictionary<IArgumentOperation, ulong> Arguments { get; } = new();
-}
-
 /// <summary>
 /// Forward taint dataflow over one <see cref="FlowGraph"/> to a fixed point: locals, parameters and flow captures are
 /// tracked per program point (so overwriting with a rank-uniform value kills the taint); fields and auto-properties
@@ -38,6 +19,7 @@ internal sealed class TaintPass
     readonly UnitState _unit;
     readonly FlowGraph _graph;
     readonly KnownSymbols _known;
+    readonly AnalysisLimits _limits;
     readonly CancellationToken _cancellationToken;
     readonly Dictionary<object, int> _slots = new(new KeyComparer());
     readonly TaintSummary? _summary;
@@ -50,6 +32,7 @@ internal sealed class TaintPass
         _unit = unit;
         _graph = graph;
         _known = analysis.Model.Known;
+        _limits = analysis.Model.Limits;
         _cancellationToken = cancellationToken;
         _summary = graph.Function is null ? null : analysis.SummaryFor(graph.Function);
         Result = new GraphTaint(graph.Count);
@@ -100,7 +83,7 @@ internal sealed class TaintPass
 
         var outStates = new ulong[_graph.Count][];
         bool converged = false;
-        for (int round = 0; round < MaxRounds && !converged; round++)
+        for (int round = 0; round < _limits.TaintRounds && !converged; round++)
         {
             _cancellationToken.ThrowIfCancellationRequested();
             for (int b = 0; b < _graph.Count; b++) outStates[b] = null!;
@@ -108,7 +91,7 @@ internal sealed class TaintPass
             var queued = new bool[_graph.Count];
             for (int b = 0; b < _graph.Count; b++) { work.Enqueue(b); queued[b] = true; }
             int steps = 0;
-            while (work.Count > 0 && steps++ < MaxStepsPerBlock * _graph.Count + MaxStepsPerBlock)
+            while (work.Count > 0 && steps++ < _limits.StepsPerBlock * (_graph.Count + 1))
             {
                 int b = work.Dequeue();
                 queued[b] = false;
@@ -129,12 +112,6 @@ internal sealed class TaintPass
         }
         if (!converged) _analysis.Model.Stats.Add(ref _analysis.Model.Stats.TaintRoundLimits);
     }
-
-    /// <summary>Rounds of implicit-flow (control dependence) refinement before the pass stops.</summary>
-    public const int MaxRounds = 12;
-
-    /// <summary>Worklist steps per block in one round before the round stops.</summary>
-    public const int MaxStepsPerBlock = 64;
 
     List<int>? _orphans;
 
@@ -257,13 +234,16 @@ internal sealed class TaintPass
     ulong Eval(IOperation? op)
     {
         if (op is null) return 0;
+        // A constant is the same on every rank, whatever it was computed from.
         if (op.ConstantValue.HasValue) return 0;
         switch (op)
         {
             case ILocalReferenceOperation or IParameterReferenceOperation or IFlowCaptureReferenceOperation:
+                // A tracked slot: its taint at this program point (captured locals: the unit-wide taint).
                 return Read(KeyOf(op)!);
             case IFlowCaptureOperation capture:
             {
+                // A compiler temporary (?:, ??, ?.): holds its value's taint, plus the taint of the branch that set it.
                 var value = Eval(capture.Value) | _control;
                 Write(capture.Id, value);
                 return value;
@@ -275,6 +255,7 @@ internal sealed class TaintPass
                 return 0;
             case ISimpleAssignmentOperation assignment:
             {
+                // x = v: a strong update; x takes v's taint and the taint of the branches this block depends on.
                 var value = Eval(assignment.Value) | _control;
                 Assign(assignment.Target, value);
                 return value;
@@ -288,13 +269,16 @@ internal sealed class TaintPass
             }
             case IIncrementOrDecrementOperation increment:
             {
+                // x++: the new value depends on the old one only.
                 var value = Eval(increment.Target) | _control;
                 Assign(increment.Target, value);
                 return value;
             }
             case IDeconstructionAssignmentOperation deconstruction:
+                // (a, b) = (x, y): element-wise when both sides are tuples, else every target gets the whole value.
                 return Deconstruct(deconstruction.Target, deconstruction.Value);
             case IVariableDeclarationGroupOperation group:
+                // var x = v, y = w: each declarator is an assignment of its initializer.
                 foreach (var declaration in group.Declarations)
                     foreach (var declarator in declaration.Declarators)
                     {
@@ -303,34 +287,43 @@ internal sealed class TaintPass
                     }
                 return 0;
             case IFieldReferenceOperation field:
+                // Marked members, own fields tracked per point, other fields by their class-wide taint.
                 return EvalField(field);
             case IPropertyReferenceOperation property:
+                // Marked members, auto-properties like fields, other getters through their summary.
                 return EvalProperty(property);
             case IInvocationOperation invocation:
+                // Rank sources, [RankUniform] results, source methods through their summary, library calls from all inputs.
                 return EvalInvocation(invocation);
             case IObjectCreationOperation creation:
             {
+                // new T(args) { init }: the object carries the taint of everything it was built from.
                 ulong value = EvalArguments(creation.Arguments, out _);
                 if (creation.Initializer is not null) value |= Eval(creation.Initializer);
                 return value;
             }
             case IIsPatternOperation isPattern:
             {
+                // x is P: the match depends on x and on the pattern's operands; declared variables take x's taint.
                 var value = Eval(isPattern.Value);
                 return value | Pattern(isPattern.Pattern, value);
             }
             case IFlowAnonymousFunctionOperation lambda:
+                // A lambda value: rank-dependent when what it returns is (it may be called anywhere).
                 return Summary(lambda.Symbol, _cancellationToken)!.Return & Taint.Rank;
             case IReturnOperation { Kind: OperationKind.YieldReturn } yield:
             {
+                // yield return v: part of the iterator's result, like a return value.
                 var value = Eval(yield.ReturnedValue);
                 _summary?.OrReturn(value | _control);
                 return 0;
             }
             case IInstanceReferenceOperation or ITypeOfOperation or ISizeOfOperation or INameOfOperation or IDefaultValueOperation:
+                // this, typeof, sizeof, nameof, default: the same on every rank.
                 return 0;
             default:
             {
+                // Anything else (operators, conversions, element access, interpolation...): the union of its operands.
                 ulong value = 0;
                 foreach (var child in op.ChildOperations) value |= Eval(child);
                 return value;

@@ -5,28 +5,6 @@ using Microsoft.CodeAnalysis;
 
 namespace VectorLm.Analyzers.Collectives;
 
-/// <summary>Flow-insensitive taint of the locals that nested functions of one body capture.</summary>
-internal sealed class UnitState
-{
-    readonly Dictionary<ISymbol, ulong> _values = new(SymbolEqualityComparer.Default);
-
-    public UnitState(BodyUnit unit) => Unit = unit;
-
-    public BodyUnit Unit { get; }
-
-    public HashSet<ISymbol> Captured => Unit.Captured;
-
-    public int Version { get; private set; }
-
-    public ulong Get(ISymbol symbol) => _values.TryGetValue(symbol, out var v) ? v : 0;
-
-    public void Or(ISymbol symbol, ulong value)
-    {
-        var old = Get(symbol);
-        if ((old | value) != old) { _values[symbol] = old | value; Version++; }
-    }
-}
-
 /// <summary>
 /// Taint analysis of every body of one type together, iterated to a fixed point, since fields are shared class-wide
 /// and methods of the type call each other; then the deadlock checks over each body. Other types are analysed on
@@ -52,9 +30,6 @@ internal sealed class TypeAnalysis
 
     public List<Diagnostic> Diagnostics { get; } = new();
 
-    /// <summary>Rounds over all bodies of the type (fields and summaries feeding each other) before it stops.</summary>
-    public const int MaxTaintRounds = 10;
-
     public void Run(CancellationToken cancellationToken)
     {
         foreach (var member in Type.GetMembers())
@@ -70,7 +45,7 @@ internal sealed class TypeAnalysis
         var passes = new Dictionary<FlowGraph, (TaintPass Pass, long Signature)>();
         for (int round = 0; ; round++)
         {
-            if (round == MaxTaintRounds) { Model.Stats.Add(ref Model.Stats.TaintRoundLimits); break; }
+            if (round == Model.Limits.TypeRounds) { Model.Stats.Add(ref Model.Stats.TaintRoundLimits); break; }
             int before = Version();
             foreach (var unit in _units)
                 for (int g = unit.Unit.Graphs.Count - 1; g >= 0; g--)
@@ -86,7 +61,7 @@ internal sealed class TypeAnalysis
         }
 
         var detector = new DeadlockDetector(this, cancellationToken);
-        for (int round = 0; round < 4; round++)
+        for (int round = 0; round < Model.Limits.CheckRounds; round++)
         {
             int before = Version();
             Diagnostics.Clear();
@@ -173,8 +148,4 @@ internal sealed class TypeAnalysis
         var own = OwnFieldTaint(field);
         if ((own | taint) != own) { _fields[field] = own | taint; _fieldVersion++; }
     }
-
-    /// <summary>Summary of a function for call-site checks (parameters that control collectives).</summary>
-    public TaintSummary? ControlSummaryOf(IMethodSymbol method, CancellationToken cancellationToken) =>
-        TaintSummaryOf(method, cancellationToken);
 }

@@ -18,15 +18,15 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
 {
     /// <inheritdoc />
     public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = ImmutableArray.Create(
-        TrainerShapeDescriptors.TrainerNotPartial,
-        TrainerShapeDescriptors.TrainMethod,
-        TrainerShapeDescriptors.OptionNotSettable,
-        TrainerShapeDescriptors.OptionTypeUnsupported,
-        TrainerShapeDescriptors.TrainerClassShape,
-        TrainerShapeDescriptors.AmbiguousTrainer,
-        TrainerShapeDescriptors.OptionNameConflict,
-        TrainerShapeDescriptors.UnknownTrainerChoice,
-        TrainerShapeDescriptors.CollectiveNotIntercepted);
+        DiagnosticDescriptors.TrainerNotPartial,
+        DiagnosticDescriptors.TrainMethod,
+        DiagnosticDescriptors.OptionNotSettable,
+        DiagnosticDescriptors.OptionTypeUnsupported,
+        DiagnosticDescriptors.TrainerClassShape,
+        DiagnosticDescriptors.AmbiguousTrainer,
+        DiagnosticDescriptors.OptionNameConflict,
+        DiagnosticDescriptors.UnknownTrainerChoice,
+        DiagnosticDescriptors.CollectiveNotIntercepted);
 
     /// <inheritdoc />
     public override void Initialize(AnalysisContext context)
@@ -54,14 +54,14 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
     {
         var location = type.Locations.FirstOrDefault() ?? Location.None;
         if (!TrainerShapeRules.IsPartial(type))
-            context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.TrainerNotPartial, location, type.Name));
+            context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.TrainerNotPartial, location, type.Name));
         if (TrainerShapeRules.ClassShapeProblem(type) is { } shape)
-            context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.TrainerClassShape, location, type.Name, shape));
+            context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.TrainerClassShape, location, type.Name, shape));
         if (TrainerShapeRules.FindTrainMethod(type, out var trainProblem) == TrainMethodKind.None)
         {
             var methodLocation = type.GetMembers("Train").Concat(type.GetMembers("TrainAsync")).OfType<IMethodSymbol>()
                 .Select(m => m.Locations.FirstOrDefault()).FirstOrDefault(l => l is not null) ?? location;
-            context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.TrainMethod, methodLocation, type.Name, trainProblem));
+            context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.TrainMethod, methodLocation, type.Name, trainProblem));
         }
 
         var names = new Dictionary<string, string>(System.StringComparer.Ordinal);
@@ -69,9 +69,9 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
         {
             var propertyLocation = property.Locations.FirstOrDefault() ?? location;
             if (TrainerShapeRules.SetterProblem(property) is { } setter)
-                context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.OptionNotSettable, propertyLocation, property.Name, setter));
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.OptionNotSettable, propertyLocation, property.Name, setter));
             if (!TrainerShapeRules.IsSupportedOptionType(property.Type))
-                context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.OptionTypeUnsupported, propertyLocation, property.Name,
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.OptionTypeUnsupported, propertyLocation, property.Name,
                     property.Type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat), TrainerShapeRules.SupportedTypesText));
             var name = TrainerShapeRules.OptionName(property, optionAttribute);
             string? conflict = null;
@@ -80,7 +80,7 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
             else if (name.Length == 0 || name.Any(char.IsWhiteSpace)) conflict = "is not a valid option name";
             else names.Add(name, property.Name);
             if (conflict is not null)
-                context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.OptionNameConflict, propertyLocation, property.Name, name, conflict));
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.OptionNameConflict, propertyLocation, property.Name, name, conflict));
         }
     }
 
@@ -119,7 +119,7 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
     static void ReportNotIntercepted(OperationAnalysisContext context, string what, string reason)
     {
         var where = context.ContainingSymbol as INamedTypeSymbol ?? context.ContainingSymbol.ContainingType;
-        context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.CollectiveNotIntercepted, context.Operation.Syntax.GetLocation(),
+        context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.CollectiveNotIntercepted, context.Operation.Syntax.GetLocation(),
             what, where?.Name ?? context.ContainingSymbol.Name, reason));
     }
 
@@ -143,7 +143,7 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
         {
             var matches = fullNames.Count(n => TrainerShapeRules.MatchesChoice(choice, n));
             if (matches != 1)
-                context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.UnknownTrainerChoice, Location.None,
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.UnknownTrainerChoice, Location.None,
                     choice.Trim(), string.Join(", ", fullNames)));
             return;
         }
@@ -153,7 +153,7 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
         if (output is not (OutputKind.ConsoleApplication or OutputKind.WindowsApplication)) return;
         if (HasUserEntryPoint(context)) return;
         foreach (var trainer in trainers)
-            context.ReportDiagnostic(Diagnostic.Create(TrainerShapeDescriptors.AmbiguousTrainer, trainer.Locations.FirstOrDefault() ?? Location.None,
+            context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.AmbiguousTrainer, trainer.Locations.FirstOrDefault() ?? Location.None,
                 trainer.Name, trainers.Length, string.Join(", ", fullNames)));
     }
 

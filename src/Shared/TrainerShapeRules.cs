@@ -1,5 +1,6 @@
-// Shared by the VLM0001+ analyzers and the VectorLm source generator (linked into VectorLm.Generators), so that the
-// generator emits code for exactly the trainers the analyzers accept.
+// Shared by the VLM0001+ analyzers and the VectorLm source generator (src/Shared, compiled into both), so that the
+// generator emits code for exactly the trainers the analyzers accept. The runtime's attribute sources are compiled into
+// both too, so attribute and argument names come from nameof, not from string literals.
 using System;
 using System.Collections.Generic;
 using System.Linq;
@@ -10,24 +11,14 @@ using Microsoft.CodeAnalysis.CSharp.Syntax;
 
 namespace VectorLm.Analyzers.TrainerShape;
 
-/// <summary>How a trainer's training method is shaped.</summary>
-internal enum TrainMethodKind
-{
-    /// <summary>No valid training method.</summary>
-    None,
-    /// <summary><c>void Train(TrainerContext)</c>.</summary>
-    Sync,
-    /// <summary><c>Task TrainAsync(TrainerContext, CancellationToken)</c>.</summary>
-    Async,
-    /// <summary><c>void Train(TrainerContext, CancellationToken)</c>: the token is cancelled by SIGINT/SIGTERM.</summary>
-    SyncCancellable,
-}
-
 /// <summary>The rules a <c>[DistributedTrainer]</c> class must follow, as symbol checks.</summary>
 internal static class TrainerShapeRules
 {
-    public const string DistributedTrainerAttribute = "VectorLm.DistributedTrainerAttribute";
-    public const string OptionAttribute = "VectorLm.OptionAttribute";
+    // The runtime's namespace; the attribute types compiled in here live in VectorLm.Analyzers.Shared (see Attributes.cs).
+    const string RuntimeNamespace = "VectorLm.";
+
+    public const string DistributedTrainerAttribute = RuntimeNamespace + nameof(Shared.DistributedTrainerAttribute);
+    public const string OptionAttribute = RuntimeNamespace + nameof(Shared.OptionAttribute);
     public const string TrainerContext = "VectorLm.TrainerContext";
     public const string Optimizer = "TorchSharp.torch+optim+Optimizer";
     public const string SamplingEngine = "VectorLm.Sampling.ISamplingEngine";
@@ -164,7 +155,7 @@ internal static class TrainerShapeRules
     public static string OptionName(IPropertySymbol property, AttributeData attribute)
     {
         foreach (var named in attribute.NamedArguments)
-            if (named.Key == "Name" && named.Value.Value is string { Length: > 0 } name) return name.TrimStart('-');
+            if (named.Key == nameof(Shared.OptionAttribute.Name) && named.Value.Value is string { Length: > 0 } name) return name.TrimStart('-');
         return ToKebabCase(property.Name);
     }
 
@@ -226,8 +217,9 @@ internal static class TrainerShapeRules
     /// <c>clip_grad_value_(parameters, clip_value)</c>: they must see gradients averaged over ranks.
     /// </summary>
     public static bool IsGradientClip(IMethodSymbol method) =>
-        method.IsStatic && method.ContainingType is { } type && IsNamed(type, TorchUtils)
-        && ((method.Name == ClipGradNorm && method.Parameters.Length == 3) || (method.Name == ClipGradValue && method.Parameters.Length == 2));
+        // The name first: this runs on every call of the project, and IsNamed compares strings it cuts out.
+        ((method.Name == ClipGradNorm && method.Parameters.Length == 3) || (method.Name == ClipGradValue && method.Parameters.Length == 2))
+        && method.IsStatic && method.ContainingType is { } type && IsNamed(type, TorchUtils);
 
     /// <summary>True for a call the generator routes through the runtime: an optimizer step, a gradient clip or a Generate.</summary>
     public static bool IsInterceptedCollective(IMethodSymbol method, Compilation compilation) =>
