@@ -61,7 +61,7 @@ public sealed partial class TrainerGenerator
                 }
                 string? description = null;
                 foreach (var named in attribute.NamedArguments)
-                    if (named.Key == "Description" && named.Value.Value is string text) description = text;
+                    if (named.Key == nameof(VectorLm.Analyzers.Shared.OptionAttribute.Description) && named.Value.Value is string text) description = text;
                 description ??= DocSummary(property, default);
                 options.Add(new OptionSpec
                 {
