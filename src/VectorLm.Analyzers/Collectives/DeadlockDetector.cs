@@ -35,23 +35,7 @@ internal sealed class DeadlockDetector
         _ => certain ? DiagnosticDescriptors.RankConditionalCollective : DiagnosticDescriptors.MaybeRankConditionalCollective,
     };
 
-    sealed class Finding
-    {
-        public Finding(Shape shape, CollectiveSite site, SyntaxNode condition, int regionSize, bool certain)
-        {
-            Shape = shape;
-            Site = site;
-            Condition = condition;
-            RegionSize = regionSize;
-            Certain = certain;
-        }
-
-        public Shape Shape { get; }
-        public CollectiveSite Site { get; }
-        public SyntaxNode Condition { get; }
-        public int RegionSize { get; }
-        public bool Certain { get; }
-    }
+    sealed record Finding(Shape Shape, CollectiveSite Site, SyntaxNode Condition, int RegionSize, bool Certain);
 
     public IEnumerable<Diagnostic> Check(FlowGraph graph, GraphTaint taint)
     {
