@@ -56,10 +56,10 @@ public abstract class ColocatedSampler : IColocatedSampler
     }
 
     /// <summary>
-    /// Called by the engine's factory once its weights are in: applies the model's adapter, subscribes to weight
+    /// Called by <see cref="Build"/> once the engine's weights are in: applies the model's adapter, subscribes to weight
     /// changes and runs the parity gate as <see cref="EngineOptions.ParityCheck"/> says; disposes the engine on failure.
     /// </summary>
-    private protected void Start()
+    void Start()
     {
         try
         {
@@ -86,6 +86,9 @@ public abstract class ColocatedSampler : IColocatedSampler
 
     /// <summary>The trainer's tokenizer.</summary>
     private protected ITokenCodec Codec { get; }
+
+    /// <summary>The trainer model's base parameters now (Hugging Face names).</summary>
+    private protected IReadOnlyDictionary<string, Tensor> Parameters() => _parameters();
 
     /// <summary>The trainer model's forward (token ids [batch, seq] to logits), for the parity gate; null without one.</summary>
     private protected Func<Tensor, Tensor>? ReferenceForward { get; }
@@ -338,8 +341,28 @@ public abstract class ColocatedSampler : IColocatedSampler
         lock (_gate) action();
     }
 
+    /// <summary>
+    /// What both engines' factories do: checks the arguments and the options (those both engines share, then the
+    /// engine's own through <paramref name="validate"/>), builds the engine with <paramref name="construct"/> and starts it.
+    /// </summary>
+    private protected static TEngine Build<TEngine>(TrainerContext context, LlamaArchitecture architecture,
+        Func<IReadOnlyDictionary<string, Tensor>> parameters, ITokenCodec tokenizer, EngineOptions? options,
+        Action<EngineOptions> validate, Func<EngineOptions, TEngine> construct) where TEngine : ColocatedSampler
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(architecture);
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        options ??= new EngineOptions();
+        ValidateCommon(options, architecture);
+        validate(options);
+        var engine = construct(options);
+        engine.Start();
+        return engine;
+    }
+
     /// <summary>Checks the options both engines share; throws <see cref="ArgumentException"/> naming the field.</summary>
-    private protected static void ValidateCommon(EngineOptions o, LlamaArchitecture arch)
+    static void ValidateCommon(EngineOptions o, LlamaArchitecture arch)
     {
         if (o.MaxSequences < 1) throw new ArgumentException($"MaxSequences must be at least 1, got {o.MaxSequences}.", nameof(o));
         if (o.ContextLength is < 2) throw new ArgumentException($"ContextLength must be at least 2, got {o.ContextLength}.", nameof(o));

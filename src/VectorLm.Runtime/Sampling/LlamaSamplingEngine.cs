@@ -15,9 +15,6 @@ namespace VectorLm.Sampling;
 /// </summary>
 public sealed unsafe class LlamaSamplingEngine : ColocatedSampler
 {
-    readonly LlamaArchitecture _arch;
-    readonly Func<IReadOnlyDictionary<string, Tensor>> _parameters;
-    readonly ITokenCodec _codec;
     readonly EngineModel _model;
     readonly TokenSampler _sampler;
     EngineLoraAdapter? _adapter;
@@ -28,9 +25,6 @@ public sealed unsafe class LlamaSamplingEngine : ColocatedSampler
         ITokenCodec codec, Func<Tensor, Tensor>? referenceForward, EngineOptions options, LoraSource? lora)
         : base(context, arch, parameters, codec, referenceForward, options, lora)
     {
-        _arch = arch;
-        _parameters = parameters;
-        _codec = codec;
         Threads = options.Threads ?? DefaultThreads(Environment.ProcessorCount, context.LocalWorldSize);
         _sampler = new TokenSampler(arch.VocabSize);
         _model = EngineModel.Build(arch, parameters(), codec, options.WeightType);
@@ -52,19 +46,12 @@ public sealed unsafe class LlamaSamplingEngine : ColocatedSampler
     /// <summary>As the public <c>Create</c>, plus a model's LoRA adapter, applied by llama.cpp on top of the base.</summary>
     internal static LlamaSamplingEngine Create(TrainerContext context, LlamaArchitecture architecture,
         Func<IReadOnlyDictionary<string, Tensor>> parameters, ITokenCodec tokenizer, Func<Tensor, Tensor>? referenceForward,
-        EngineOptions? options, LoraSource? lora)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(architecture);
-        ArgumentNullException.ThrowIfNull(parameters);
-        ArgumentNullException.ThrowIfNull(tokenizer);
-        options ??= new EngineOptions();
-        Validate(options, architecture);
-        NativeLog.Install();
-        var engine = new LlamaSamplingEngine(context, architecture, parameters, tokenizer, referenceForward, options, lora);
-        engine.Start();
-        return engine;
-    }
+        EngineOptions? options, LoraSource? lora) =>
+        Build(context, architecture, parameters, tokenizer, options, Validate, o =>
+        {
+            NativeLog.Install();
+            return new LlamaSamplingEngine(context, architecture, parameters, tokenizer, referenceForward, o, lora);
+        });
 
     /// <summary>llama.cpp threads used for decoding.</summary>
     public int Threads { get; }
@@ -136,7 +123,7 @@ public sealed unsafe class LlamaSamplingEngine : ColocatedSampler
     private protected override (float MaxDiff, float Scale, string Where) CompareWithReference(long[] ids, int probeSequences, int probeLength)
     {
         float[] reference;
-        var device = _parameters().Values.First().device;
+        var device = Parameters().Values.First().device;
         using (torch.no_grad())
         using (var scope = torch.NewDisposeScope())
         {
@@ -156,8 +143,8 @@ public sealed unsafe class LlamaSamplingEngine : ColocatedSampler
             Decode(context, batch);
             for (int p = 0; p < probeLength; p++)
             {
-                var engine = new ReadOnlySpan<float>(LlamaNative.GetLogitsIth(context, p), _arch.VocabSize);
-                var expected = reference.AsSpan((s * probeLength + p) * _arch.VocabSize, _arch.VocabSize);
+                var engine = new ReadOnlySpan<float>(LlamaNative.GetLogitsIth(context, p), Architecture.VocabSize);
+                var expected = reference.AsSpan((s * probeLength + p) * Architecture.VocabSize, Architecture.VocabSize);
                 for (int v = 0; v < engine.Length; v++)
                 {
                     float d = Math.Abs(engine[v] - expected[v]);
@@ -177,9 +164,9 @@ public sealed unsafe class LlamaSamplingEngine : ColocatedSampler
         using var batch = new BatchBuffer(Math.Max(tokens.Length, Options.BatchTokens));
         for (int p = 0; p < tokens.Length; p++) batch.Add(tokens[p], p, 0, logits: true);
         Decode(context, batch);
-        var result = new float[tokens.Length * _arch.VocabSize];
+        var result = new float[tokens.Length * Architecture.VocabSize];
         for (int p = 0; p < tokens.Length; p++)
-            new ReadOnlySpan<float>(LlamaNative.GetLogitsIth(context, p), _arch.VocabSize).CopyTo(result.AsSpan(p * _arch.VocabSize));
+            new ReadOnlySpan<float>(LlamaNative.GetLogitsIth(context, p), Architecture.VocabSize).CopyTo(result.AsSpan(p * Architecture.VocabSize));
         LlamaNative.MemoryClear(context, data: true);
         return result;
     }
@@ -260,15 +247,15 @@ public sealed unsafe class LlamaSamplingEngine : ColocatedSampler
             for (int s = 0; s < slots.Length; s++)
             {
                 if (slots[s] is not { BatchIndex: >= 0 } seq) continue;
-                var logits = new ReadOnlySpan<float>(LlamaNative.GetLogitsIth(context, seq.BatchIndex), _arch.VocabSize);
+                var logits = new ReadOnlySpan<float>(LlamaNative.GetLogitsIth(context, seq.BatchIndex), Architecture.VocabSize);
                 seq.BatchIndex = -1;
                 int token = _sampler.Sample(logits, p, ref seq.Rng, out float logProb);
                 seq.Generated.Add(token);
                 seq.LogProbs.Add(logProb);
-                var finished = GenerateContract.Finish(_codec, seq.Generated, seq.Fed, ContextLength, p, out string? text);
+                var finished = GenerateContract.Finish(Codec, seq.Generated, seq.Fed, ContextLength, p, out string? text);
                 if (finished is { } reason)
                 {
-                    samples[seq.PromptIndex][seq.SampleIndex] = new Sample(text ?? _codec.Decode(seq.Generated), seq.Generated.ToArray(),
+                    samples[seq.PromptIndex][seq.SampleIndex] = new Sample(text ?? Codec.Decode(seq.Generated), seq.Generated.ToArray(),
                         seq.LogProbs.ToArray(), reason, version);
                     slots[s] = null;
                 }
@@ -311,9 +298,8 @@ public sealed unsafe class LlamaSamplingEngine : ColocatedSampler
         if (rc != 0) throw new InvalidOperationException($"llama_decode returned {rc} for a batch of {batch.Count} tokens.");
     }
 
-    static void Validate(EngineOptions o, LlamaArchitecture arch)
+    static void Validate(EngineOptions o)
     {
-        ValidateCommon(o, arch);
         if (o.BatchTokens < o.MaxSequences) throw new ArgumentException($"BatchTokens ({o.BatchTokens}) must be at least MaxSequences ({o.MaxSequences}).", nameof(o));
         if (o.Threads is < 1) throw new ArgumentException($"Threads must be at least 1, got {o.Threads}.", nameof(o));
     }

@@ -22,8 +22,6 @@ public sealed class TorchSamplingEngine : ColocatedSampler
 {
     const int SpanBucket = 64;
 
-    readonly LlamaArchitecture _arch;
-    readonly ITokenCodec _codec;
     readonly TorchDecoder _decoder;
     readonly TorchTokenSampler _sampler;
 
@@ -31,8 +29,6 @@ public sealed class TorchSamplingEngine : ColocatedSampler
         ITokenCodec codec, Func<Tensor, Tensor>? referenceForward, EngineOptions options, LoraSource? lora)
         : base(context, arch, parameters, codec, referenceForward, options, lora)
     {
-        _arch = arch;
-        _codec = codec;
         var source = parameters();
         if (source.Count == 0) throw new ArgumentException("The model has no parameters.", nameof(parameters));
         Device = source.Values.First().device;
@@ -68,18 +64,9 @@ public sealed class TorchSamplingEngine : ColocatedSampler
     /// <summary>As the public <c>Create</c>, plus a model's LoRA adapter, applied on top of the base in decoding.</summary>
     internal static TorchSamplingEngine Create(TrainerContext context, LlamaArchitecture architecture,
         Func<IReadOnlyDictionary<string, Tensor>> parameters, ITokenCodec tokenizer, Func<Tensor, Tensor>? referenceForward,
-        EngineOptions? options, LoraSource? lora)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(architecture);
-        ArgumentNullException.ThrowIfNull(parameters);
-        ArgumentNullException.ThrowIfNull(tokenizer);
-        options ??= new EngineOptions();
-        Validate(options, architecture);
-        var engine = new TorchSamplingEngine(context, architecture, parameters, tokenizer, referenceForward, options, lora);
-        engine.Start();
-        return engine;
-    }
+        EngineOptions? options, LoraSource? lora) =>
+        Build(context, architecture, parameters, tokenizer, options, Validate,
+            o => new TorchSamplingEngine(context, architecture, parameters, tokenizer, referenceForward, o, lora));
 
     /// <summary>The device the engine decodes on (the trainer model's).</summary>
     public Device Device { get; }
@@ -115,7 +102,7 @@ public sealed class TorchSamplingEngine : ColocatedSampler
     private protected override long LoadAdapter(IReadOnlyList<LoraWeights> weights)
     {
         _decoder.SetAdapter(null);
-        var adapter = TorchLoraAdapter.Create(_arch, Device, _decoder.DType, weights);
+        var adapter = TorchLoraAdapter.Create(Architecture, Device, _decoder.DType, weights);
         _decoder.SetAdapter(adapter);
         LastSyncCopyKernels += adapter.LastCopyKernels;
         if (MergesAdapter) _decoder.MergeAdapter();
@@ -184,7 +171,7 @@ public sealed class TorchSamplingEngine : ColocatedSampler
         _decoder.EnsureCache();
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var state = new DecodeState(_decoder, _arch, slots, chunk);
+        var state = new DecodeState(_decoder, Architecture, slots, chunk);
         var active = new Sequence?[slots];
         var host = new long[4 * slots];
         while (true)
@@ -238,10 +225,10 @@ public sealed class TorchSamplingEngine : ColocatedSampler
                 {
                     seq.Generated.Add((int)tokens[s * (steps + 1) + j]);
                     seq.LogProbs.Add(logProbs[s * (steps + 1) + j]);
-                    var finished = GenerateContract.Finish(_codec, seq.Generated, seq.Position, ContextLength, p, out string? text);
+                    var finished = GenerateContract.Finish(Codec, seq.Generated, seq.Position, ContextLength, p, out string? text);
                     if (finished is { } reason)
                     {
-                        samples[seq.PromptIndex][seq.SampleIndex] = new Sample(text ?? _codec.Decode(seq.Generated), seq.Generated.ToArray(),
+                        samples[seq.PromptIndex][seq.SampleIndex] = new Sample(text ?? Codec.Decode(seq.Generated), seq.Generated.ToArray(),
                             seq.LogProbs.ToArray(), reason, version);
                         active[s] = null;
                         break;
@@ -342,9 +329,8 @@ public sealed class TorchSamplingEngine : ColocatedSampler
         }
     }
 
-    static void Validate(EngineOptions o, LlamaArchitecture arch)
+    static void Validate(EngineOptions o)
     {
-        ValidateCommon(o, arch);
         if (o.DecodeChunk < 1) throw new ArgumentException($"DecodeChunk must be at least 1, got {o.DecodeChunk}.", nameof(o));
         if (o.PrefillTokens < 1) throw new ArgumentException($"PrefillTokens must be at least 1, got {o.PrefillTokens}.", nameof(o));
         if (o.TopPCandidates < 1) throw new ArgumentException($"TopPCandidates must be at least 1, got {o.TopPCandidates}.", nameof(o));
