@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Runtime.Loader;
 using Microsoft.CodeAnalysis;
 using VectorLm.Distributed;
+using VectorLm.Distributed.Tests;
 using VectorLm.Hosting;
 using static TorchSharp.torch;
 
@@ -93,7 +94,7 @@ public sealed class InterceptedEverywhereTests
     {
         var single = RunLab(s_generated.Value, mode, rank: 0, worldSize: 1);
         var perRank = new (float[] Parameters, double[] Norms)[2];
-        TwoRanks.Run(ctx =>
+        LocalGroup.Run(2, ctx =>
         {
             using var scope = TrainerContextScope.Enter(ctx);
             perRank[ctx.Rank] = RunLab(s_generated.Value, mode, ctx.Rank, ctx.WorldSize);
@@ -139,7 +140,7 @@ public sealed class InterceptedEverywhereTests
     [Fact]
     public void A_step_behind_a_delegate_fails_the_parameter_check_with_the_likely_cause()
     {
-        var errors = TwoRanks.TryRun(ctx =>
+        var errors = LocalGroup.TryRun(2, ctx =>
         {
             using var scope = TrainerContextScope.Enter(ctx);
             RunDelegateLab(ctx.Rank, ctx.WorldSize);
@@ -163,7 +164,7 @@ public sealed class InterceptedEverywhereTests
         try
         {
             var perRank = new float[2][];
-            TwoRanks.Run(ctx =>
+            LocalGroup.Run(2, ctx =>
             {
                 using var scope = TrainerContextScope.Enter(ctx);
                 perRank[ctx.Rank] = RunDelegateLab(ctx.Rank, ctx.WorldSize);
@@ -173,42 +174,6 @@ public sealed class InterceptedEverywhereTests
         finally
         {
             Environment.SetEnvironmentVariable(CollectiveInterceptors.ParameterCheckVariable, previous);
-        }
-    }
-
-    /// <summary>Two ranks on threads of this process, each with its own tcp process group on loopback.</summary>
-    static class TwoRanks
-    {
-        public static Exception?[] TryRun(Action<TrainerContext> body)
-        {
-            const int worldSize = 2;
-            var errors = new Exception?[worldSize];
-            var server = TcpStore.Connect("127.0.0.1", 0, isServer: true, TimeSpan.FromSeconds(20));
-            var port = server.ServerPort!.Value;
-            var threads = Enumerable.Range(0, worldSize).Select(rank => new Thread(() =>
-            {
-                TrainerContext? ctx = null;
-                try
-                {
-                    var store = rank == 0 ? server : TcpStore.Connect("127.0.0.1", port, isServer: false, TimeSpan.FromSeconds(20));
-                    var group = TcpProcessGroup.Create(store, rank, worldSize, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(20));
-                    ctx = new TrainerContext(group, rank, CPU, store);
-                    body(ctx);
-                }
-                catch (Exception e) { errors[rank] = e; }
-                finally { ctx?.Dispose(); }
-            }) { IsBackground = true, Name = $"rank{rank}" }).ToList();
-            foreach (var t in threads) t.Start();
-            foreach (var t in threads)
-                if (!t.Join(TimeSpan.FromSeconds(120))) throw new TimeoutException("a rank thread hung");
-            return errors;
-        }
-
-        public static void Run(Action<TrainerContext> body)
-        {
-            var errors = TryRun(body);
-            var first = errors.FirstOrDefault(e => e is not null);
-            if (first is not null) throw new AggregateException("a rank failed: " + first.Message, first);
         }
     }
 }
