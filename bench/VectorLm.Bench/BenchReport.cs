@@ -60,6 +60,7 @@ public sealed class BenchReport(string name, string? loadAtStart = null)
             ["date_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
             ["machine"] = MachineInfo(),
             ["load_average"] = new JsonObject { ["start"] = LoadAtStart, ["end"] = LoadAverage() },
+            ["code"] = CodeVersion(),
             ["rows"] = JsonSerializer.SerializeToNode(Rows),
         };
         foreach (var (k, v) in Extra) json[k] = v?.DeepClone();
@@ -69,6 +70,26 @@ public sealed class BenchReport(string name, string? loadAtStart = null)
         File.WriteAllText(tmp, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         File.Move(tmp, path, overwrite: true);
         return path;
+    }
+
+    /// <summary>
+    /// The commit the benchmark was built from (<c>git describe --always --dirty</c> in the repository): results are
+    /// only worth committing from committed code. "unknown" outside a git checkout (the GPU machine's carried app).
+    /// </summary>
+    static string CodeVersion()
+    {
+        try
+        {
+            var start = new System.Diagnostics.ProcessStartInfo("git", "describe --always --dirty --abbrev=12")
+            {
+                RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = AppContext.BaseDirectory,
+            };
+            using var git = System.Diagnostics.Process.Start(start)!;
+            string output = git.StandardOutput.ReadToEnd().Trim();
+            git.WaitForExit();
+            return git.ExitCode == 0 && output.Length > 0 ? output : "unknown";
+        }
+        catch (System.ComponentModel.Win32Exception) { return "unknown"; }   // no git on this machine
     }
 
     static string Format(object? v) => v switch
