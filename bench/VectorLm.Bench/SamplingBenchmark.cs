@@ -12,11 +12,13 @@ namespace VectorLm.Bench;
 /// <summary>
 /// Engine tokens/s (llama.cpp and torch) versus two plain TorchSharp generate loops on the same ~58M-parameter Llama
 /// and thread count: one recomputing the whole prefix each step (a cache-less model.generate) and one with a KV cache.
+/// Each batch also shows the engine <see cref="SamplingBackend.Auto"/> builds for a sampler of that many slots, and the
+/// f32 matmul ceiling of the workload on this machine (<see cref="MatmulRoofline"/>): the tok/s no f32 engine can pass.
 /// </summary>
 public sealed class SamplingBenchmark : IBenchmark
 {
     public string Name => "sampling";
-    public string Description => "llama.cpp and torch engine tokens/s vs naive and KV-cache TorchSharp generate at batch 1/8/32/64 (~58M params, 2 threads)";
+    public string Description => "llama.cpp and torch engine tokens/s vs naive and KV-cache TorchSharp generate at batch 1/8/16/32/64 (~58M params, 2 threads), Auto's pick and the f32 matmul ceiling";
 
     public BenchReport Run(string[] args)
     {
@@ -30,15 +32,16 @@ public sealed class SamplingBenchmark : IBenchmark
         };
         using var model = LlamaModel.Create(config, seed: 1);
         long parameterCount = model.parameters().Sum(p => p.numel());
+        // Each engine with its default weight type (llama.cpp f16, the torch engine f32 on the CPU), the same slots.
         using var engine = TrainerContext.SingleProcess().CreateSampler(model, BenchSetup.PaddedTokenizer(config.VocabSize),
             new EngineOptions { ContextLength = 128, MaxSequences = 64, BatchTokens = 512, Threads = threads, Backend = SamplingBackend.LlamaCpp });
-        // The torch engine on the CPU: f32 (TorchSharp's CPU half matmuls are slow), the same slots.
         using var torchEngine = TrainerContext.SingleProcess().CreateSampler(model, BenchSetup.PaddedTokenizer(config.VocabSize),
-            new EngineOptions { ContextLength = 128, MaxSequences = 64, Backend = SamplingBackend.Torch, WeightType = EngineWeightType.F32 });
+            new EngineOptions { ContextLength = 128, MaxSequences = 64, Backend = SamplingBackend.Torch });
+        var roofline = new MatmulRoofline(config);
 
         int reps = args.Length > 1 && args[0] == "--reps" ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 3;
         var report = new BenchReport(Name, loadAtStart);
-        foreach (int batch in new[] { 1, 8, 32, 64 })
+        foreach (int batch in new[] { 1, 8, 16, 32, 64 })
         {
             // Prompts of exactly promptTokens tokens (BOS + bytes), different per row.
             var prompts = Enumerable.Range(0, batch).Select(i => $"p{i:D6}").ToList();
@@ -62,17 +65,31 @@ public sealed class SamplingBenchmark : IBenchmark
             }
             double engineTokS = Median(llama), torchTokS = Median(torchTok), kvTokS = Median(kv);
             double naiveTokS = Measure(() => GenerateNaive(model, ids, naiveTokens), batch * naiveTokens);
+            var ceiling = roofline.Measure(batch, promptTokens, engineTokens);
+            // The engine Auto builds for a CPU sampler sized for this batch (MaxSequences = batch).
+            var auto = SamplerExtensions.ResolveBackend(SamplingBackend.Auto, torch.CPU, batch);
+            double autoTokS = auto == SamplingBackend.Torch ? torchTokS : engineTokS;
             report.Add(("batch", batch), ("engine_tok_s", Math.Round(engineTokS, 1)), ("naive_tok_s", Math.Round(naiveTokS, 1)),
                 ("kv_cache_tok_s", Math.Round(kvTokS, 1)), ("vs_naive", Math.Round(engineTokS / naiveTokS, 1)),
                 ("vs_kv_cache", Math.Round(engineTokS / kvTokS, 2)),
                 ("torch_engine_tok_s", Math.Round(torchTokS, 1)), ("torch_vs_kv_cache", Math.Round(torchTokS / kvTokS, 2)),
+                ("auto", auto == SamplingBackend.Torch ? "torch" : "llama.cpp"), ("auto_vs_kv_cache", Math.Round(autoTokS / kvTokS, 2)),
+                ("f32_ceiling_tok_s", Math.Round(ceiling.TokS, 0)), ("ceiling_vs_kv_cache", Math.Round(ceiling.TokS / kvTokS, 2)),
+                ("torch_of_ceiling", Math.Round(torchTokS / ceiling.TokS, 2)), ("kv_of_ceiling", Math.Round(kvTokS / ceiling.TokS, 2)),
+                ("step_matmul_gflop_s", Math.Round(ceiling.StepGflops, 1)),
                 ("engine_range", $"{llama.Min():F0}-{llama.Max():F0}"), ("torch_range", $"{torchTok.Min():F0}-{torchTok.Max():F0}"));
         }
         report.Extra["params"] = parameterCount;
         report.Extra["threads"] = threads;
-        report.Notes.Add($"{parameterCount / 1e6:F1}M params (VectorLm LlamaModel); llama.cpp engine f16 weights, torch engine f32, TorchSharp loops f32 (its KvCache for the cached loop); prompts {promptTokens} tokens; " +
+        report.Extra["matmul_flop_per_token"] = roofline.FlopPerToken;
+        report.Extra["cpu_torch_min_sequences"] = SamplerExtensions.CpuTorchMinSequences;
+        report.Notes.Add($"{parameterCount / 1e6:F1}M params (VectorLm LlamaModel); llama.cpp engine f16 weights, torch engine f32 (the defaults), TorchSharp loops f32 (its KvCache for the cached loop); prompts {promptTokens} tokens; " +
             $"engine and KV-cache {engineTokens} new tokens, naive {naiveTokens}; greedy; OMP_WAIT_POLICY=PASSIVE; {threads} threads each.");
         report.Notes.Add($"engine, torch engine and KV-cache loop alternate {reps} rounds per batch (medians; *_range = min-max over the rounds); the naive loop runs once.");
+        report.Notes.Add($"auto: the engine SamplingBackend.Auto builds on the CPU for a sampler of MaxSequences = batch (torch from {SamplerExtensions.CpuTorchMinSequences} slots); auto_vs_kv_cache is that engine's tok/s over the KV-cache loop's.");
+        report.Notes.Add($"f32_ceiling_tok_s: new tokens / the time of the workload's matmuls alone ([rows, in] x [in, out] f32, {threads} threads, fused QKV and gate/up, best of two weight layouts, fastest of several timed blocks): " +
+            $"one prefill of batch x {promptTokens} rows through the layers, then {engineTokens} head matmuls and {engineTokens - 1} decode steps of batch rows; attention, norms and sampling counted as free. " +
+            $"{roofline.FlopPerToken / 1e6:F1} MFLOP of matmul per decoded token; step_matmul_gflop_s = the decode step's matmul throughput at that batch. No f32 engine can pass the ceiling on this machine.");
         return report;
     }
 
@@ -111,6 +128,69 @@ public sealed class SamplingBenchmark : IBenchmark
         var ids = torch.tensor(prompts.SelectMany(p => p.Select(t => (long)t)).ToArray(), [prompts.Count, prompts[0].Length]);
         for (int t = 0; t < steps; t++)
             ids = model.forward(ids, cache)[.., -1].argmax(-1, keepdim: true);
+    }
+}
+
+/// <summary>
+/// The f32 matmul roofline of decoding a Llama on this machine: each weight matmul of the model timed on its own at a
+/// given number of rows (torch.matmul with the torch threads set), summed as a decode step and as a prefill. Attention,
+/// norms, activations and sampling are left out, so no f32 engine decodes faster than this.
+/// </summary>
+sealed class MatmulRoofline(LlamaConfig config)
+{
+    readonly Dictionary<(long Rows, long In, long Out), double> _seconds = new();
+
+    /// <summary>(in, out) of one layer's matmuls with fused QKV and gate/up, as an engine lays them out.</summary>
+    (long In, long Out)[] LayerShapes =>
+    [
+        (config.HiddenSize, (config.NumAttentionHeads + 2L * config.NumKeyValueHeads) * config.HeadDim),
+        ((long)config.NumAttentionHeads * config.HeadDim, config.HiddenSize),
+        (config.HiddenSize, 2L * config.IntermediateSize),
+        (config.IntermediateSize, config.HiddenSize),
+    ];
+
+    /// <summary>Multiply-adds times two of the layers' and the head's matmuls for one token.</summary>
+    public long FlopPerToken => 2 * (config.NumHiddenLayers * LayerShapes.Sum(s => s.In * s.Out) + (long)config.HiddenSize * config.VocabSize);
+
+    /// <summary>
+    /// The ceiling of a generate of <paramref name="batch"/> prompts of <paramref name="promptTokens"/> tokens and
+    /// <paramref name="newTokens"/> new ones (new tokens per second of matmul time), and the decode step's GFLOP/s.
+    /// </summary>
+    public (double TokS, double StepGflops) Measure(int batch, int promptTokens, int newTokens)
+    {
+        double Layers(long rows) => config.NumHiddenLayers * LayerShapes.Sum(s => Seconds(rows, s.In, s.Out));
+        double head = Seconds(batch, config.HiddenSize, config.VocabSize);
+        double step = Layers(batch) + head;
+        double total = Layers((long)batch * promptTokens) + head + (newTokens - 1) * step;
+        return (batch * newTokens / total, FlopPerToken * batch / step / 1e9);
+    }
+
+    /// <summary>Fastest time of [rows, in] x [in, out] over timed blocks, weights stored [out, in] (transposed view) or [in, out].</summary>
+    double Seconds(long rows, long inFeatures, long outFeatures)
+    {
+        if (_seconds.TryGetValue((rows, inFeatures, outFeatures), out var cached)) return cached;
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var generator = new torch.Generator(7);
+        var x = torch.randn([rows, inFeatures], generator: generator) * 0.02f;
+        var stored = torch.randn([outFeatures, inFeatures], generator: generator) * 0.02f;
+        var plain = stored.t().contiguous();
+        double best = double.MaxValue;
+        foreach (var w in new[] { stored.t(), plain })
+        {
+            x.matmul(w).Dispose();   // warm-up
+            // Blocks of about 20 ms (at least one call), fastest per-call time of 5 blocks.
+            var probe = Stopwatch.StartNew();
+            x.matmul(w).Dispose();
+            int calls = Math.Max(1, (int)(0.02 / Math.Max(probe.Elapsed.TotalSeconds, 1e-6)));
+            for (int block = 0; block < 5; block++)
+            {
+                var sw = Stopwatch.StartNew();
+                for (int i = 0; i < calls; i++) x.matmul(w).Dispose();
+                best = Math.Min(best, sw.Elapsed.TotalSeconds / calls);
+            }
+        }
+        return _seconds[(rows, inFeatures, outFeatures)] = best;
     }
 }
 
