@@ -18,7 +18,7 @@ public sealed partial class LlamaModel
     LoraState? _lora;
     long _baseRevision;
 
-    sealed record LoraSlot(string Module, ILoraHost Host, string Name, LoraLinear Layer);
+    sealed record LoraSlot(string Module, LoraHost Host, string Name, LoraLinear Layer);
 
     sealed class LoraState(LoraConfig config, List<LoraSlot> slots, Dictionary<string, bool> trainableBefore)
     {
@@ -63,7 +63,7 @@ public sealed partial class LlamaModel
         var slots = new List<LoraSlot>();
         foreach (var (path, module) in named_modules().ToList())
         {
-            if (module is not ILoraHost host) continue;
+            if (module is not LoraHost host) continue;
             foreach (string name in host.ProjectionNames)
             {
                 if (!config.TargetModules.Contains(name)) continue;
@@ -141,7 +141,7 @@ public sealed partial class LlamaModel
         var expected = new Dictionary<string, long[]>(StringComparer.Ordinal);
         foreach (var (path, module) in named_modules())
         {
-            if (module is not ILoraHost host) continue;
+            if (module is not LoraHost host) continue;
             foreach (string name in host.ProjectionNames)
             {
                 if (!config.TargetModules.Contains(name)) continue;
