@@ -46,21 +46,46 @@ public class PeftFixtureTests
         Assert.True(diff <= 1e-4f * scale, $"{what}: max |diff| {diff:G3} against PEFT (logit scale {scale:G3})");
     }
 
-    [Fact]
-    public void Write_this_sides_fixture_inputs_when_asked()
+    // This side's inputs (base model, our adapter, the ids), written into `folder`.
+    static void WriteThisSidesInputs(string folder)
     {
-        if (Environment.GetEnvironmentVariable("VECTORLM_WRITE_LORA_FIXTURE") != "1") return;
         using var m = LlamaModel.Create(Config, seed: 21);
-        m.SaveTo(Path.Combine(Folder, "base"));
+        m.SaveTo(Path.Combine(folder, "base"));
         m.AddLora(new LoraConfig { R = 4, Alpha = 8, UseRsLora = true, TargetModules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], Seed = 5 });
         using (no_grad())
         {
             var g = new Generator(6);
             foreach (var w in m.AdapterWeights()) w.B.copy_(randn(w.B.shape, generator: g) * 0.1);
         }
-        m.SaveAdapter(Path.Combine(Folder, "ours_adapter"));
+        m.SaveAdapter(Path.Combine(folder, "ours_adapter"));
         using var ids = randint(3, Config.VocabSize, [2, 10], generator: new Generator(8));
-        SafetensorsFile.Save(Path.Combine(Folder, "ids.safetensors"), [("ids", ids.to(ScalarType.Float32))]);
+        SafetensorsFile.Save(Path.Combine(folder, "ids.safetensors"), [("ids", ids.to(ScalarType.Float32))]);
+    }
+
+    // The committed inputs are what this code writes (so PEFT's logits were computed for today's model, adapter
+    // layout and seeds); VECTORLM_WRITE_LORA_FIXTURE=1 rewrites them in place instead, for make_peft_fixture.py.
+    [Fact]
+    public void The_committed_inputs_are_what_this_side_writes()
+    {
+        if (Environment.GetEnvironmentVariable("VECTORLM_WRITE_LORA_FIXTURE") == "1")
+        {
+            WriteThisSidesInputs(Folder);
+            return;
+        }
+        using var fresh = new TestSetup.TempDir();
+        WriteThisSidesInputs(fresh.Path);
+        foreach (var file in new[] { "base/model.safetensors", "ours_adapter/adapter_model.safetensors", "ids.safetensors" })
+        {
+            using var committed = SafetensorsFile.Open(Path.Combine(Folder, file));
+            using var written = SafetensorsFile.Open(fresh[file]);
+            Assert.Equal(committed.Entries.Keys.Order(), written.Entries.Keys.Order());
+            foreach (var name in committed.Entries.Keys)
+            {
+                using var a = committed.Read(name);
+                using var b = written.Read(name);
+                Assert.True(a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>(), $"{file}: tensor {name} differs from the committed fixture");
+            }
+        }
     }
 
     [Fact]
