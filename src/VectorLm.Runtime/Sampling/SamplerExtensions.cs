@@ -48,8 +48,9 @@ public static class SamplerExtensions
 
     /// <summary>
     /// Sequence slots (<see cref="EngineOptions.MaxSequences"/>) from which <see cref="SamplingBackend.Auto"/> builds the
-    /// torch engine on the CPU. Below it llama.cpp (f16) decodes faster; from it the torch engine (f32), whose batched
-    /// matmuls gain more from a wide batch (the `sampling` benchmark, bench/results/sampling.json: 58M model, 2 threads).
+    /// torch engine on the CPU, where the `sampling` benchmark (58M model, 2 threads) measured llama.cpp (f16) 1.15x faster
+    /// at 8 sequences, the two about even at 16 and the torch engine (f32, batched matmuls) 1.3x faster at 32 and 1.6x at
+    /// 64 (docs/sampling-torch.md, "On the CPU").
     /// </summary>
     public const int CpuTorchMinSequences = 16;
 
