@@ -47,24 +47,24 @@ public sealed class SamplingBenchmark : IBenchmark
             var prompts = Enumerable.Range(0, batch).Select(i => $"p{i:D6}").ToList();
             var ids = prompts.Select(p => engine.TokenizePrompt(p)).ToList();
 
-            double Engine(IColocatedSampler sampler)
+            double Engine(IColocatedSampler sampler, List<double>? cpu = null)
             {
-                var sw = Stopwatch.StartNew();
-                var result = sampler.Generate(prompts, SamplingParams.Greedy(engineTokens));
-                return result.Sum(c => c.Samples[0].TokenIds.Count) / sw.Elapsed.TotalSeconds;
+                int tokens = 0;
+                return Measure(() => tokens = sampler.Generate(prompts, SamplingParams.Greedy(engineTokens)).Sum(c => c.Samples[0].TokenIds.Count), () => tokens, cpu);
             }
             engine.Generate(prompts.Take(Math.Min(batch, 2)).ToList(), SamplingParams.Greedy(4));   // warm-up
             torchEngine.Generate(prompts.Take(Math.Min(batch, 2)).ToList(), SamplingParams.Greedy(4));
             // The three loops take turns, so load that comes and goes hits each alike; medians over the rounds.
             var (llama, torchTok, kv) = (new List<double>(), new List<double>(), new List<double>());
+            var (torchCpu, kvCpu) = (new List<double>(), new List<double>());
             for (int r = 0; r < reps; r++)
             {
                 llama.Add(Engine(engine));
-                torchTok.Add(Engine(torchEngine));
-                kv.Add(Measure(() => GenerateWithCache(model, ids, kvTokens), batch * kvTokens));
+                torchTok.Add(Engine(torchEngine, torchCpu));
+                kv.Add(Measure(() => GenerateWithCache(model, ids, kvTokens), () => batch * kvTokens, kvCpu));
             }
             double engineTokS = Median(llama), torchTokS = Median(torchTok), kvTokS = Median(kv);
-            double naiveTokS = Measure(() => GenerateNaive(model, ids, naiveTokens), batch * naiveTokens);
+            double naiveTokS = Measure(() => GenerateNaive(model, ids, naiveTokens), () => batch * naiveTokens);
             var ceiling = roofline.Measure(batch, promptTokens, engineTokens);
             // The engine Auto builds for a CPU sampler sized for this batch (MaxSequences = batch).
             var auto = SamplerExtensions.ResolveBackend(SamplingBackend.Auto, torch.CPU, batch);
@@ -77,6 +77,7 @@ public sealed class SamplingBenchmark : IBenchmark
                 ("f32_ceiling_tok_s", Math.Round(ceiling.TokS, 0)), ("ceiling_vs_kv_cache", Math.Round(ceiling.TokS / kvTokS, 2)),
                 ("torch_of_ceiling", Math.Round(torchTokS / ceiling.TokS, 2)), ("kv_of_ceiling", Math.Round(kvTokS / ceiling.TokS, 2)),
                 ("step_matmul_gflop_s", Math.Round(ceiling.StepGflops, 1)),
+                ("torch_cpu_of_ceiling", Math.Round(ceiling.CpuSeconds / Median(torchCpu), 2)), ("kv_cpu_of_ceiling", Math.Round(ceiling.CpuSeconds / Median(kvCpu), 2)),
                 ("engine_range", $"{llama.Min():F0}-{llama.Max():F0}"), ("torch_range", $"{torchTok.Min():F0}-{torchTok.Max():F0}"));
         }
         report.Extra["params"] = parameterCount;
@@ -90,6 +91,7 @@ public sealed class SamplingBenchmark : IBenchmark
         report.Notes.Add($"f32_ceiling_tok_s: new tokens / the time of the workload's matmuls alone ([rows, in] x [in, out] f32, {threads} threads, fused QKV and gate/up, best of two weight layouts, fastest of several timed blocks): " +
             $"one prefill of batch x {promptTokens} rows through the layers, then {engineTokens} head matmuls and {engineTokens - 1} decode steps of batch rows; attention, norms and sampling counted as free. " +
             $"{roofline.FlopPerToken / 1e6:F1} MFLOP of matmul per decoded token; step_matmul_gflop_s = the decode step's matmul throughput at that batch. No f32 engine can pass the ceiling on this machine.");
+        report.Notes.Add("*_cpu_of_ceiling: the same comparison in process CPU time (the workload's matmuls' CPU-seconds over the loop's, medians), which a loaded machine distorts far less than wall time.");
         return report;
     }
 
@@ -99,11 +101,17 @@ public sealed class SamplingBenchmark : IBenchmark
         return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
-    static double Measure(Action generate, int tokens)
+    /// <summary>Tokens per second of <paramref name="generate"/>; its process CPU-seconds go to <paramref name="cpu"/> when given.</summary>
+    static double Measure(Action generate, Func<int> tokens, List<double>? cpu = null)
     {
+        var process = Process.GetCurrentProcess();
+        var cpuBefore = process.TotalProcessorTime;
         var sw = Stopwatch.StartNew();
         generate();
-        return tokens / sw.Elapsed.TotalSeconds;
+        double seconds = sw.Elapsed.TotalSeconds;
+        process.Refresh();
+        cpu?.Add((process.TotalProcessorTime - cpuBefore).TotalSeconds);
+        return tokens() / seconds;
     }
 
     /// <summary>Greedy generation recomputing the whole prefix every step (a cache-less generate loop).</summary>
@@ -138,7 +146,7 @@ public sealed class SamplingBenchmark : IBenchmark
 /// </summary>
 sealed class MatmulRoofline(LlamaConfig config)
 {
-    readonly Dictionary<(long Rows, long In, long Out), double> _seconds = new();
+    readonly Dictionary<(long Rows, long In, long Out), (double Wall, double Cpu)> _seconds = new();
 
     /// <summary>(in, out) of one layer's matmuls with fused QKV and gate/up, as an engine lays them out.</summary>
     (long In, long Out)[] LayerShapes =>
@@ -154,19 +162,26 @@ sealed class MatmulRoofline(LlamaConfig config)
 
     /// <summary>
     /// The ceiling of a generate of <paramref name="batch"/> prompts of <paramref name="promptTokens"/> tokens and
-    /// <paramref name="newTokens"/> new ones (new tokens per second of matmul time), and the decode step's GFLOP/s.
+    /// <paramref name="newTokens"/> new ones (new tokens per second of matmul time), the decode step's GFLOP/s and the
+    /// workload's matmuls' process CPU-seconds.
     /// </summary>
-    public (double TokS, double StepGflops) Measure(int batch, int promptTokens, int newTokens)
+    public (double TokS, double StepGflops, double CpuSeconds) Measure(int batch, int promptTokens, int newTokens)
     {
-        double Layers(long rows) => config.NumHiddenLayers * LayerShapes.Sum(s => Seconds(rows, s.In, s.Out));
-        double head = Seconds(batch, config.HiddenSize, config.VocabSize);
-        double step = Layers(batch) + head;
-        double total = Layers((long)batch * promptTokens) + head + (newTokens - 1) * step;
-        return (batch * newTokens / total, FlopPerToken * batch / step / 1e9);
+        (double Wall, double Cpu) Layers(long rows) => Sum(LayerShapes.Select(s => Seconds(rows, s.In, s.Out)), config.NumHiddenLayers);
+        var head = Seconds(batch, config.HiddenSize, config.VocabSize);
+        var step = Sum([Layers(batch), head], 1);
+        var total = Sum([Layers((long)batch * promptTokens), head, Sum([step], newTokens - 1)], 1);
+        return (batch * newTokens / total.Wall, FlopPerToken * batch / step.Wall / 1e9, total.Cpu);
     }
 
-    /// <summary>Fastest time of [rows, in] x [in, out] over timed blocks, weights stored [out, in] (transposed view) or [in, out].</summary>
-    double Seconds(long rows, long inFeatures, long outFeatures)
+    static (double Wall, double Cpu) Sum(IEnumerable<(double Wall, double Cpu)> parts, int times) =>
+        (times * parts.Sum(p => p.Wall), times * parts.Sum(p => p.Cpu));
+
+    /// <summary>
+    /// Fastest time of [rows, in] x [in, out] over timed blocks, and its process CPU time per call (over all blocks: the
+    /// clock ticks are coarse), weights stored [out, in] (transposed view) or [in, out], the better layout of each.
+    /// </summary>
+    (double Wall, double Cpu) Seconds(long rows, long inFeatures, long outFeatures)
     {
         if (_seconds.TryGetValue((rows, inFeatures, outFeatures), out var cached)) return cached;
         using var _ = torch.no_grad();
@@ -175,7 +190,8 @@ sealed class MatmulRoofline(LlamaConfig config)
         var x = torch.randn([rows, inFeatures], generator: generator) * 0.02f;
         var stored = torch.randn([outFeatures, inFeatures], generator: generator) * 0.02f;
         var plain = stored.t().contiguous();
-        double best = double.MaxValue;
+        double best = double.MaxValue, bestCpu = double.MaxValue;
+        var process = Process.GetCurrentProcess();
         foreach (var w in new[] { stored.t(), plain })
         {
             x.matmul(w).Dispose();   // warm-up
@@ -183,14 +199,18 @@ sealed class MatmulRoofline(LlamaConfig config)
             var probe = Stopwatch.StartNew();
             x.matmul(w).Dispose();
             int calls = Math.Max(1, (int)(0.02 / Math.Max(probe.Elapsed.TotalSeconds, 1e-6)));
+            process.Refresh();
+            var cpuBefore = process.TotalProcessorTime;
             for (int block = 0; block < 5; block++)
             {
                 var sw = Stopwatch.StartNew();
                 for (int i = 0; i < calls; i++) x.matmul(w).Dispose();
                 best = Math.Min(best, sw.Elapsed.TotalSeconds / calls);
             }
+            process.Refresh();
+            bestCpu = Math.Min(bestCpu, (process.TotalProcessorTime - cpuBefore).TotalSeconds / (5 * calls));
         }
-        return _seconds[(rows, inFeatures, outFeatures)] = best;
+        return _seconds[(rows, inFeatures, outFeatures)] = (best, bestCpu);
     }
 }
 
