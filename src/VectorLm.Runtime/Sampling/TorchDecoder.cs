@@ -108,6 +108,9 @@ internal sealed class TorchDecoder : IDisposable
     /// <summary>Bytes of those weights read from the trainer's buffers instead of a copy (see <see cref="TorchWeightBlock.Aliased"/>).</summary>
     public long AliasedBytes => _blocks.Where(b => b.Aliased).Sum(b => b.Bytes);
 
+    /// <summary>Bytes of weight storage the engine holds itself (the rest is aliased).</summary>
+    public long StoredBytes => _blocks.Where(b => b.HoldsStorage).Sum(b => b.Bytes);
+
     /// <summary>
     /// Whether blocks that can may read the trainer's buffers instead of copying them (true by default; never while an
     /// adapter is present). Takes effect at the next <see cref="CopyWeights"/>.
@@ -211,13 +214,15 @@ internal sealed class TorchDecoder : IDisposable
     }
 
     // The decoder's views of the blocks (per-layer matrices transposed for matmul, norms, biases), made again when a
-    // block reads another tensor (aliased, re-pointed, or back to its own copy), so no view reads stale memory.
+    // block reads another tensor (aliased, re-pointed, or back to its own copy), so no view reads stale memory. Made
+    // without autograd: views of a trainer's parameter made with it would fail once the optimizer wrote the parameter.
     void RefreshViews()
     {
         var generations = _blocks.Select(b => b.Generation).ToArray();
         if (generations.SequenceEqual(_viewGenerations)) return;
         foreach (var t in _views) t.Dispose();
         _views.Clear();
+        using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         Tensor Keep(Tensor t)
         {

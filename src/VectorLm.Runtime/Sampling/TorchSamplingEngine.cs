@@ -85,6 +85,9 @@ public sealed class TorchSamplingEngine : ColocatedSampler
     /// <summary>Bytes of the engine's weights read in place from the trainer's buffers rather than copied (0 with an adapter).</summary>
     internal long AliasedBytes => UnderLock(() => _decoder.AliasedBytes);
 
+    /// <summary>Bytes of weight storage the engine holds itself: with <see cref="AliasedBytes"/>, <see cref="WeightBytes"/> (no copy is kept of what is read in place).</summary>
+    internal long StoredWeightBytes => UnderLock(() => _decoder.StoredBytes);
+
     /// <summary>Whether the engine may read the trainer's weights in place (true by default); applies from the next sync (tests, benchmarks).</summary>
     internal bool AliasTrainerWeights
     {

@@ -79,6 +79,9 @@ internal sealed class TorchWeightBlock : IDisposable
     /// <summary>True while the engine reads the trainer's buffer for this block instead of its own copy.</summary>
     public bool Aliased => _alias is not null;
 
+    /// <summary>True while the block holds storage of its own (allocated on first need, freed when it becomes aliased).</summary>
+    public bool HoldsStorage => _storage is not null;
+
     /// <summary>
     /// What the engine reads, <see cref="Shape"/>: the trainer's buffer while <see cref="Aliased"/>, else the engine's
     /// own storage. Another tensor after a sync that changed it (see <see cref="Generation"/>): views of it must be made again.
@@ -157,7 +160,7 @@ internal sealed class TorchWeightBlock : IDisposable
             if (_alias is null || _aliasPlan != _plan)
             {
                 _alias?.Dispose();
-                _alias = _stacked!.alias().DetachFromDisposeScope();   // its own handle: the plan's view may be dropped first
+                using (no_grad()) _alias = _stacked!.alias().DetachFromDisposeScope();   // its own handle: the plan's view may be dropped first
                 _aliasPlan = _plan;
                 _storage?.Dispose();
                 _storage = null;
