@@ -69,18 +69,7 @@ public sealed class SamplingCudaBenchmark : IBenchmark
             var parity = engine.CheckParity();
             foreach (int batch in batches)
             {
-                var batchPrompts = ids.Take(batch).ToList();
-                engine.Generate(batchPrompts, p with { MaxNewTokens = 8 });   // warm-up (allocator, kernels)
-                var seconds = new List<double>();
-                int tokens = 0;
-                for (int r = 0; r < repeats; r++)
-                {
-                    Synchronize(device);
-                    var sw = Stopwatch.StartNew();
-                    var result = engine.Generate(batchPrompts, p with { Seed = (ulong)r });
-                    seconds.Add(sw.Elapsed.TotalSeconds);
-                    tokens = result.Sum(c => c.Samples.Sum(s => s.TokenIds.Count));
-                }
+                var (tokens, seconds) = TimeGenerate(engine, ids.Take(batch).ToList(), p, device, repeats);
                 double median = seconds.Order().ElementAt(seconds.Count / 2);
                 report.Add(("batch", batch), ("vocab", vocab), ("engine_tok_s", Math.Round(tokens / median, 1)),
                     ("engine_ms_per_step", Math.Round(median * 1000 / newTokens, 2)), ("tokens", tokens));
@@ -89,7 +78,7 @@ public sealed class SamplingCudaBenchmark : IBenchmark
             if (vocab == vocabs[0])
             {
                 report.Extra["params"] = parameterCount;
-                report.Extra["swap"] = MeasureSwap(engine, model, device, parameterCount);
+                report.Extra["swap"] = MeasureSwap(engine, model, device, parameterCount, ids.Take(maxBatch).ToList(), p);
                 report.Extra["parity"] = JsonSerializer.SerializeToNode(new { parity.MaxAbsDiff, parity.LogitScale, parity.Relative, parity.Tolerance });
                 report.Extra["cache_release"] = MeasureRelease(engine, ids.ToList(), p with { MaxNewTokens = 4 }, device, cacheBytes);
                 engine.ReleaseCache();
@@ -108,6 +97,23 @@ public sealed class SamplingCudaBenchmark : IBenchmark
         return report;
     }
 
+    /// <summary>Tokens of one Generate of <paramref name="prompts"/> and the seconds of each of <paramref name="repeats"/> timed calls, after a short warm-up.</summary>
+    static (int Tokens, List<double> Seconds) TimeGenerate(TorchSamplingEngine engine, List<int[]> prompts, SamplingParams p, Device device, int repeats)
+    {
+        engine.Generate(prompts, p with { MaxNewTokens = 8 });   // warm-up (allocator, kernels)
+        var seconds = new List<double>();
+        int tokens = 0;
+        for (int r = 0; r < repeats; r++)
+        {
+            Synchronize(device);
+            var sw = Stopwatch.StartNew();
+            var result = engine.Generate(prompts, p with { Seed = (ulong)r });
+            seconds.Add(sw.Elapsed.TotalSeconds);
+            tokens = result.Sum(c => c.Samples.Sum(s => s.TokenIds.Count));
+        }
+        return (tokens, seconds);
+    }
+
     static void Synchronize(Device device)
     {
         if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
@@ -118,9 +124,11 @@ public sealed class SamplingCudaBenchmark : IBenchmark
     /// tensors, f32: one casting copy per tensor; (2) in FlatAdamW's flat buffers, f32 masters
     /// (bf16-mixed): one casting copy per block; (3) in flat buffers, bf16 (bf16-true): the engine reads the weight
     /// matrices in place, only the norm vectors are copied. The engine is bf16 throughout. Each row has its copy
-    /// kernels; the host's share of a swap is measured apart (the parameter dictionary, the plan check).
+    /// kernels and the parity gate's verdict after it; the host's share of a swap is measured apart (the parameter
+    /// dictionary, the plan check). Decoding from the trainer's buffers (bf16-true) is timed at the largest batch.
     /// </summary>
-    static System.Text.Json.Nodes.JsonNode? MeasureSwap(TorchSamplingEngine engine, LlamaModel model, Device device, long parameterCount)
+    static System.Text.Json.Nodes.JsonNode? MeasureSwap(TorchSamplingEngine engine, LlamaModel model, Device device, long parameterCount,
+        List<int[]> prompts, SamplingParams p)
     {
         double Median(Action action)
         {
@@ -148,6 +156,7 @@ public sealed class SamplingCudaBenchmark : IBenchmark
             {
                 ["trainer"] = trainer, ["swap_ms"] = ms, ["vs_memcpy"] = Math.Round(ms / memcpy, 2),
                 ["copy_kernels"] = engine.LastSyncCopyKernels, ["bytes_copied"] = engine.LastSyncBytes, ["bytes_read_in_place"] = engine.AliasedBytes,
+                ["parity_relative"] = engine.CheckParity().Relative,   // throws past the tolerance: a wrong swap stops the run
             };
         }
         Row("separate_tensors", "f32 parameters as separate tensors (no FlatAdamW): one casting copy per tensor");
@@ -165,7 +174,11 @@ public sealed class SamplingCudaBenchmark : IBenchmark
         }
         model.to(ScalarType.BFloat16);
         using (var optimizer = Training.Optimizers.AdamW(model, 1e-4))   // bf16 parameters in flat buffers
+        {
             Row("bf16_true", "bf16 parameters in FlatAdamW's flat buffers (bf16-true): matrices read in place, norms copied");
+            var (tokens, seconds) = TimeGenerate(engine, prompts, p, device, 3);
+            ((Dictionary<string, object>)rows["bf16_true"])[$"decode_tok_s_batch_{prompts.Count}"] = Math.Round(tokens / seconds.Order().ElementAt(1), 1);
+        }
         model.to(ScalarType.Float32);
         var mixed = (Dictionary<string, object>)rows["bf16_mixed"];
         var bf16True = (Dictionary<string, object>)rows["bf16_true"];
