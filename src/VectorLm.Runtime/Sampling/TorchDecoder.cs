@@ -36,7 +36,7 @@ internal sealed class TorchDecoder : IDisposable
 
     readonly LlamaArchitecture _a;
     readonly int _qDim, _kvDim, _groups;
-    readonly Tensor _rope;   // [context, 2, 1, D]: cos, then sin with rotate_half's sign folded in
+    readonly Tensor _rope;   // [context, 2, 1, 2, D/2]: cos, then sin with rotate_half's sign folded in (see BuildRope)
     readonly TorchWeightBlock _embed, _finalNorm, _qkv, _o, _gateUp, _down, _inputNorm, _postNorm;
     readonly TorchWeightBlock? _head, _qkvBias, _oBias, _gateUpBias, _downBias;
     readonly TorchWeightBlock[] _blocks;
@@ -126,9 +126,10 @@ internal sealed class TorchDecoder : IDisposable
     public TorchLoraAdapter? Adapter => _adapter;
 
     /// <summary>
-    /// [context, 2, 1, D] in the engine's dtype: cos, then sin with rotate_half's sign folded in (−sin on the first
-    /// half, +sin on the second), of position × frequency × the attention factor: the frequencies and factor of the
-    /// model's RoPE scaling, angles in float64, as the trainer model computes its tables.
+    /// [context, 2, 1, 2, D/2] in the engine's dtype: cos, then sin with rotate_half's sign folded in (−sin on the
+    /// first half, +sin on the second), of position × frequency × the attention factor: the frequencies and factor of
+    /// the model's RoPE scaling, angles in float64, as the trainer model computes its tables. Shaped so that a
+    /// position's cos or sin broadcasts over the heads of q/k rows viewed as halves [heads, 2, D/2].
     /// </summary>
     static Tensor BuildRope(LlamaArchitecture a, int context, Device device, ScalarType dtype)
     {
@@ -139,7 +140,7 @@ internal sealed class TorchDecoder : IDisposable
         double factor = scaling.AttentionFactor(a.MaxPositions);
         var cos = angles.cos().mul_(factor);
         var sin = angles.sin().mul_(factor);
-        var table = stack([cat([cos, cos], -1), cat([sin.neg(), sin], -1)], 1).unsqueeze(2);
+        var table = stack([stack([cos, cos], 1), stack([sin.neg(), sin], 1)], 1).unsqueeze(2);   // [context, 2, 1, 2, D/2]
         return table.to(dtype).to(device).DetachFromDisposeScope();
     }
 
@@ -297,7 +298,7 @@ internal sealed class TorchDecoder : IDisposable
         return (keys, values);
     }
 
-    /// <summary>Rotary tables of <paramref name="positions"/> [n] (int64): [n, 2, 1, D] (cos, signed sin), in the engine's dtype.</summary>
+    /// <summary>Rotary tables of <paramref name="positions"/> [n] (int64): [n, 2, 1, 2, D/2] (cos, signed sin), in the engine's dtype.</summary>
     public Tensor RopeAt(Tensor positions) => _rope.index_select(0, positions);
 
     Tensor Norm(Tensor x, Tensor weight)
@@ -306,14 +307,14 @@ internal sealed class TorchDecoder : IDisposable
         return F.layer_norm(cat([x, x.neg()], -1), [2 * n], weight, null, _a.RmsNormEps).narrow(-1, 0, n);
     }
 
-    // x: [..., heads, D] q and k rows of the fused projection, rotated in place as Hugging Face's rotate-half RoPE:
-    // x·cos + rotate_half(x)·sin = x·cos + (x with its halves swapped)·(sin with rotate_half's sign). rope: [..., 2, 1, D]
-    // (the cos and signed sin tables), broadcasting over the heads. Three kernels: the swap, the multiply, the fused add.
-    static void Rope(Tensor x, Tensor rope)
+    // halves: [..., heads, 2, D/2], the q and k rows of the fused projection, rotated in place as Hugging Face's
+    // rotate-half RoPE: x·cos + rotate_half(x)·sin = x·cos + (x with its halves swapped)·(sin with rotate_half's sign).
+    // cos, sin: [..., 1, 2, D/2], broadcasting over the heads. Three kernels (the swap, the multiply, the fused add) and
+    // few host calls: the engine is bound by issuing them.
+    static void Rope(Tensor halves, Tensor cos, Tensor sin)
     {
-        long d = x.shape[^1];
-        var swapped = x.view([.. x.shape[..^1], 2, d / 2]).flip(-2).view(x.shape);
-        x.mul_(rope.select(-3, 0)).addcmul_(swapped, rope.select(-3, 1), One);
+        var swapped = halves.flip(-2);   // before the multiply overwrites them
+        halves.mul_(cos).addcmul_(swapped, sin, One);
     }
 
     static readonly Scalar One = 1;   // one native scalar for every call
@@ -355,7 +356,7 @@ internal sealed class TorchDecoder : IDisposable
 
     /// <summary>
     /// One decode step of the first <paramref name="batch"/> slots: <paramref name="tokens"/> [batch] are fed at
-    /// positions whose rotary tables are <paramref name="rope"/> [batch, 2, 1, D] (<see cref="RopeAt"/>), their keys/values written at the
+    /// positions whose rotary tables are <paramref name="rope"/> [batch, 2, 1, 2, D/2] (<see cref="RopeAt"/>), their keys/values written at the
     /// flat cache rows <paramref name="kvRows"/> [batch, 2, KV], attention over the first <paramref name="span"/>
     /// positions with the additive <paramref name="mask"/> [batch, 1, 1, span]. Returns float32 logits [batch, vocab].
     /// </summary>
@@ -365,10 +366,11 @@ internal sealed class TorchDecoder : IDisposable
         int d = a.HeadDim;
         var x = _embedView!.index_select(0, tokens);
         var (keys, values) = SpanViews(batch, span);
+        var (cos, sin) = (rope.select(1, 0), rope.select(1, 1));                         // [B, 1, 2, D/2]
         for (int i = 0; i < _layers.Length; i++)
         {
             var qkv = Qkv(x, i);                                                         // [B, (H + 2KV)·D]
-            Rope(qkv.narrow(1, 0, _qDim + _kvDim).view(batch, a.HeadCount + a.KvHeadCount, d), rope);
+            Rope(qkv.narrow(1, 0, _qDim + _kvDim).view(batch, a.HeadCount + a.KvHeadCount, 2, d / 2), cos, sin);
             _cacheRows![i].index_put_(qkv.narrow(1, _qDim, 2 * _kvDim).view(batch, 2, a.KvHeadCount, d), kvRows);
             // Grouped-query attention without repeating K/V: the G query heads of a KV head are its G "query rows".
             var q = qkv.narrow(1, 0, _qDim).view(batch, a.KvHeadCount, _groups, d);
@@ -389,11 +391,12 @@ internal sealed class TorchDecoder : IDisposable
         long n = ids.shape[0], t = ids.shape[1];
         int d = a.HeadDim;
         var x = _embedView!.index_select(0, ids.flatten());                           // [n·T, hidden]
-        var rope = _rope.narrow(0, 0, t);                                              // [T, 2, 1, D]
+        var rope = _rope.narrow(0, 0, t);
+        var (cos, sin) = (rope.select(1, 0), rope.select(1, 1));                         // [T, 1, 2, D/2]
         for (int i = 0; i < _layers.Length; i++)
         {
             var qkv = Qkv(x, i).view(n, t, -1);
-            Rope(qkv.narrow(2, 0, _qDim + _kvDim).view(n, t, a.HeadCount + a.KvHeadCount, d), rope);
+            Rope(qkv.narrow(2, 0, _qDim + _kvDim).view(n, t, a.HeadCount + a.KvHeadCount, 2, d / 2), cos, sin);
             var kv = qkv.narrow(2, _qDim, 2 * _kvDim).view(n, t, 2, a.KvHeadCount, d).permute(2, 0, 3, 1, 4);   // [2, n, KV, T, D]
             if (slots is not null) _cache![i].narrow(3, 0, t).index_copy_(1, slots, kv);
             var q = qkv.narrow(2, 0, _qDim).view(n, t, a.HeadCount, d).transpose(1, 2);
