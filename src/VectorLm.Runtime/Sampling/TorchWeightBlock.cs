@@ -84,9 +84,10 @@ internal sealed class TorchWeightBlock : IDisposable
 
     /// <summary>
     /// What the engine reads, <see cref="Shape"/>: the trainer's buffer while <see cref="Aliased"/>, else the engine's
-    /// own storage. Another tensor after a sync that changed it (see <see cref="Generation"/>): views of it must be made again.
+    /// own storage (throws before the first sync). Another tensor after a sync that changed it (see <see cref="Generation"/>):
+    /// views of it must be made again.
     /// </summary>
-    public Tensor Current => _alias ?? Storage;
+    public Tensor Current => _alias ?? _storage ?? throw new InvalidOperationException("The block was never synced: it has no weights to read.");
 
     /// <summary>Changes whenever <see cref="Current"/> becomes another tensor (aliased, re-pointed, or back to the engine's copy).</summary>
     public int Generation { get; private set; }
