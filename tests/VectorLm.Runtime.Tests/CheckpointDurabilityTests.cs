@@ -1,7 +1,5 @@
 using System.Text.Json.Nodes;
-using VectorLm.Data;
 using VectorLm.Models;
-using VectorLm.Tokenization;
 using VectorLm.Training;
 using static TorchSharp.torch;
 
@@ -10,23 +8,17 @@ namespace VectorLm.Runtime.Tests;
 /// <summary>What a crash, a lost disk tail or a hostile folder does to checkpoints and weight folders.</summary>
 public class CheckpointDurabilityTests
 {
-    static (LlamaModel, Trainer) NewRun()
-    {
-        var model = LlamaModel.Create(LlamaConfig.Tiny with { MaxPositionEmbeddings = 32 });
-        var data = new ShardedDataLoader(PackedDataset.FromTokenIds(Enumerable.Range(0, 400).Select(i => 3 + i % 250), 32), batchSize: 2, seed: 5);
-        return (model, new Trainer(model, data, new TrainerOptions { WarmupSteps = 1, TotalSteps = 8, KeepCheckpoints = 3 }));
-    }
+    static TinyRun NewRun() => new(TinyRun.Options with { KeepCheckpoints = 3 });
 
     // Two checkpoints (steps 1 and 2), then `damage` applied to the newest.
     static string TwoCheckpoints(TestSetup.TempDir dir, Action<string> damage)
     {
-        var (m, t) = NewRun();
-        using (m) using (t)
+        using (var run = NewRun())
         {
-            t.Step();
-            t.SaveCheckpoint(dir.Path);
-            t.Step();
-            damage(t.SaveCheckpoint(dir.Path));
+            run.Trainer.Step();
+            run.Trainer.SaveCheckpoint(dir.Path);
+            run.Trainer.Step();
+            damage(run.Trainer.SaveCheckpoint(dir.Path));
         }
         return Path.Combine(dir.Path, "step-00000001");
     }
@@ -57,32 +49,27 @@ public class CheckpointDurabilityTests
         using var dir = new TestSetup.TempDir();
         string previous = TwoCheckpoints(dir, newest => Damage(damage, newest));
         Assert.Equal(previous, Trainer.LatestCheckpoint(dir.Path));
-        var (m, t) = NewRun();
-        using (m) using (t)
-        {
-            Assert.True(t.Resume(dir.Path));
-            Assert.Equal(1, t.StepCount);
-        }
+        using var run = NewRun();
+        Assert.True(run.Trainer.Resume(dir.Path));
+        Assert.Equal(1, run.Trainer.StepCount);
     }
 
     [Fact]
     public void A_crash_before_latest_moves_leaves_latest_on_a_complete_checkpoint()
     {
         using var dir = new TestSetup.TempDir();
-        var (m, t) = NewRun();
-        using (m) using (t)
-        {
-            t.Step();
-            string first = t.SaveCheckpoint(dir.Path);
-            t.Step();
-            // Only this test's saves: other test classes save checkpoints in parallel.
-            Trainer.AfterFolderRenamed = folder => { if (folder.StartsWith(dir.Path, StringComparison.Ordinal)) throw new IOException("power lost (simulated)"); };
-            try { Assert.Throws<IOException>(() => t.SaveCheckpoint(dir.Path)); }
-            finally { Trainer.AfterFolderRenamed = null; }
-            Assert.Equal("step-00000001", File.ReadAllText(dir["latest"]));
-            Assert.Equal(first, Trainer.LatestCheckpoint(dir.Path));
-            Assert.Empty(Directory.GetFiles(dir.Path, "*.tmp"));
-        }
+        using var run = NewRun();
+        var t = run.Trainer;
+        t.Step();
+        string first = t.SaveCheckpoint(dir.Path);
+        t.Step();
+        // Only this test's saves: other test classes save checkpoints in parallel.
+        Trainer.AfterFolderRenamed = folder => { if (folder.StartsWith(dir.Path, StringComparison.Ordinal)) throw new IOException("power lost (simulated)"); };
+        try { Assert.Throws<IOException>(() => t.SaveCheckpoint(dir.Path)); }
+        finally { Trainer.AfterFolderRenamed = null; }
+        Assert.Equal("step-00000001", File.ReadAllText(dir["latest"]));
+        Assert.Equal(first, Trainer.LatestCheckpoint(dir.Path));
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.tmp"));
     }
 
     [Theory]
@@ -150,23 +137,19 @@ public class ResumeRngTests
     public void Resume_restores_the_torch_RNG_of_the_save()
     {
         using var dir = new TestSetup.TempDir();
-        var model = LlamaModel.Create(LlamaConfig.Tiny with { MaxPositionEmbeddings = 32 });
-        var data = new ShardedDataLoader(PackedDataset.FromTokenIds(Enumerable.Range(0, 400).Select(i => 3 + i % 250), 32), batchSize: 2, seed: 5);
         float[] afterSave;
-        using (model)
-        using (var trainer = new Trainer(model, data))
+        using (var run = new TinyRun())
         {
             manual_seed(7);
-            trainer.Step();
-            trainer.SaveCheckpoint(dir.Path);
+            run.Trainer.Step();
+            run.Trainer.SaveCheckpoint(dir.Path);
             using var draw = rand(16);
             afterSave = draw.data<float>().ToArray(); // what the saving run draws next
         }
 
         manual_seed(8); // another state: only the restore can bring the saved one back
-        using var model2 = LlamaModel.Create(LlamaConfig.Tiny with { MaxPositionEmbeddings = 32 });
-        using var trainer2 = new Trainer(model2, new ShardedDataLoader(PackedDataset.FromTokenIds(Enumerable.Range(0, 400).Select(i => 3 + i % 250), 32), batchSize: 2, seed: 5));
-        Assert.True(trainer2.Resume(dir.Path));
+        using var resumed = new TinyRun();
+        Assert.True(resumed.Trainer.Resume(dir.Path));
         using var drawAfterResume = rand(16);
         Assert.Equal(afterSave, drawAfterResume.data<float>().ToArray());
     }

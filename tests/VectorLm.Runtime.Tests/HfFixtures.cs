@@ -2,19 +2,23 @@ using System.Text.Json.Nodes;
 
 namespace VectorLm.Runtime.Tests;
 
-/// <summary>The Hugging Face fixtures of tests/fixtures/hf (made by make_fixtures.py there), found from the test binary.</summary>
+/// <summary>The fixtures made with Hugging Face's libraries under tests/fixtures, found from the test binary.</summary>
 internal static class HfFixtures
 {
-    public static string Root { get; } = FindRoot();
+    /// <summary>tests/fixtures/hf: tokenizers and models with transformers' reference outputs (make_fixtures.py there).</summary>
+    public static string Root { get; } = Find("hf");
 
-    static string FindRoot()
+    /// <summary>tests/fixtures/lora: a base model and PEFT adapters with PEFT's logits (make_peft_fixture.py there).</summary>
+    public static string Lora { get; } = Find("lora");
+
+    static string Find(string name)
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
-            string candidate = Path.Combine(dir.FullName, "tests", "fixtures", "hf");
+            string candidate = Path.Combine(dir.FullName, "tests", "fixtures", name);
             if (Directory.Exists(candidate)) return candidate;
         }
-        throw new DirectoryNotFoundException($"tests/fixtures/hf not found above {AppContext.BaseDirectory}");
+        throw new DirectoryNotFoundException($"tests/fixtures/{name} not found above {AppContext.BaseDirectory}");
     }
 
     public static string Tokenizer(string name) => Path.Combine(Root, "tokenizers", name);

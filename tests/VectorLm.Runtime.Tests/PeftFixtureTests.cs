@@ -18,11 +18,17 @@ public class PeftFixtureTests
         HiddenSize = 32, IntermediateSize = 64, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64, TieWordEmbeddings = false,
     };
 
-    static string Folder()
+    static readonly string Folder = HfFixtures.Lora;
+
+    // PEFT's side: the input ids and the logits of the base model and of each adapter on them.
+    static SafetensorsFile Reference() => SafetensorsFile.Open(Path.Combine(Folder, "peft_logits.safetensors"));
+
+    // The fixture's base model with the adapter of subfolder `adapter` loaded.
+    static LlamaModel BaseWithAdapter(string adapter)
     {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "VectorLm.sln"))) return Path.Combine(dir.FullName, "tests", "fixtures", "lora");
-        throw new InvalidOperationException($"VectorLm.sln not found above {AppContext.BaseDirectory}");
+        var m = LlamaModel.FromPretrained(Path.Combine(Folder, "base"));
+        m.LoadAdapter(Path.Combine(Folder, adapter));
+        return m;
     }
 
     static float[] Logits(LlamaModel m, Tensor ids)
@@ -40,11 +46,9 @@ public class PeftFixtureTests
         Assert.True(diff <= 1e-4f * scale, $"{what}: max |diff| {diff:G3} against PEFT (logit scale {scale:G3})");
     }
 
-    [Fact]
-    public void Write_this_sides_fixture_inputs_when_asked()
+    // This side's inputs (base model, our adapter, the ids), written into `folder`.
+    static void WriteThisSidesInputs(string folder)
     {
-        if (Environment.GetEnvironmentVariable("VECTORLM_WRITE_LORA_FIXTURE") != "1") return;
-        string folder = Folder();
         using var m = LlamaModel.Create(Config, seed: 21);
         m.SaveTo(Path.Combine(folder, "base"));
         m.AddLora(new LoraConfig { R = 4, Alpha = 8, UseRsLora = true, TargetModules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], Seed = 5 });
@@ -58,20 +62,44 @@ public class PeftFixtureTests
         SafetensorsFile.Save(Path.Combine(folder, "ids.safetensors"), [("ids", ids.to(ScalarType.Float32))]);
     }
 
+    // The committed inputs are what this code writes (so PEFT's logits were computed for today's model, adapter
+    // layout and seeds); VECTORLM_WRITE_LORA_FIXTURE=1 rewrites them in place instead, for make_peft_fixture.py.
+    [Fact]
+    public void The_committed_inputs_are_what_this_side_writes()
+    {
+        if (Environment.GetEnvironmentVariable("VECTORLM_WRITE_LORA_FIXTURE") == "1")
+        {
+            WriteThisSidesInputs(Folder);
+            return;
+        }
+        using var fresh = new TestSetup.TempDir();
+        WriteThisSidesInputs(fresh.Path);
+        foreach (var file in new[] { "base/model.safetensors", "ours_adapter/adapter_model.safetensors", "ids.safetensors" })
+        {
+            using var committed = SafetensorsFile.Open(Path.Combine(Folder, file));
+            using var written = SafetensorsFile.Open(fresh[file]);
+            Assert.Equal(committed.Entries.Keys.Order(), written.Entries.Keys.Order());
+            foreach (var name in committed.Entries.Keys)
+            {
+                using var a = committed.Read(name);
+                using var b = written.Read(name);
+                Assert.True(a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>(), $"{file}: tensor {name} differs from the committed fixture");
+            }
+        }
+    }
+
     [Fact]
     public void A_peft_written_adapter_gives_peft_logits()
     {
-        string folder = Folder();
-        using var reference = SafetensorsFile.Open(Path.Combine(folder, "peft_logits.safetensors"));
+        using var reference = Reference();
         using var ids = reference.Read("ids").to(ScalarType.Int64);
-        using var m = LlamaModel.FromPretrained(Path.Combine(folder, "base"));
-        m.LoadAdapter(Path.Combine(folder, "peft_adapter"));
-        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "peft_adapter", "adapter_config.json")))!;
+        using var m = BaseWithAdapter("peft_adapter");
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(Folder, "peft_adapter", "adapter_config.json")))!;
         Assert.Equal(config["r"]!.GetValue<int>(), m.Lora!.R); // read from PEFT's own file
         using var expected = reference.Read("peft_adapter_logits");
         AssertClose(expected.data<float>().ToArray(), Logits(m, ids), "PEFT-written adapter");
         // The adapter matters at this tolerance.
-        using var baseOnly = LlamaModel.FromPretrained(Path.Combine(folder, "base"));
+        using var baseOnly = LlamaModel.FromPretrained(Path.Combine(Folder, "base"));
         using var baseLogits = reference.Read("base_logits");
         AssertClose(baseLogits.data<float>().ToArray(), Logits(baseOnly, ids), "base model");
         Assert.Throws<Xunit.Sdk.TrueException>(() => AssertClose(expected.data<float>().ToArray(), Logits(baseOnly, ids), "base vs adapted"));
@@ -80,11 +108,9 @@ public class PeftFixtureTests
     [Fact]
     public void Peft_loads_the_adapter_saved_here_and_gives_our_logits()
     {
-        string folder = Folder();
-        using var reference = SafetensorsFile.Open(Path.Combine(folder, "peft_logits.safetensors"));
+        using var reference = Reference();
         using var ids = reference.Read("ids").to(ScalarType.Int64);
-        using var m = LlamaModel.FromPretrained(Path.Combine(folder, "base"));
-        m.LoadAdapter(Path.Combine(folder, "ours_adapter"));
+        using var m = BaseWithAdapter("ours_adapter");
         using var peft = reference.Read("ours_adapter_logits"); // computed by PeftModel.from_pretrained on our folder
         AssertClose(peft.data<float>().ToArray(), Logits(m, ids), "our adapter in PEFT");
     }

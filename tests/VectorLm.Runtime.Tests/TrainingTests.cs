@@ -3,34 +3,22 @@ using VectorLm.Data;
 using VectorLm.Models;
 using VectorLm.Tokenization;
 using VectorLm.Training;
-using static TorchSharp.torch;
 
 namespace VectorLm.Runtime.Tests;
 
 public class TrainingTests
 {
-    static readonly Tokenizer Tok = Tokenizer.ByteLevel();
-
-    static PackedDataset Arithmetic(int count, int seqLen = 64) =>
-        PackedDataset.FromExamples(ArithmeticTask.Generate(count, seed: 1, maxOperand: 49), Tok, seqLen);
-
     [Fact]
     public void Loss_falls_on_the_arithmetic_task()
     {
         using var model = LlamaModel.Create(LlamaConfig.Tiny, seed: 0);
-        var data = new ShardedDataLoader(Arithmetic(3000), batchSize: 16, seed: 0);
+        var examples = PackedDataset.FromExamples(ArithmeticTask.Generate(3000, seed: 1, maxOperand: 49), Tokenizer.ByteLevel(), 64);
+        var data = new ShardedDataLoader(examples, batchSize: 16, seed: 0);
         using var trainer = new Trainer(model, data, new TrainerOptions { LearningRate = 1e-2, MinLearningRate = 1e-3, WarmupSteps = 10, TotalSteps = 120 });
         var losses = Enumerable.Range(0, 120).Select(_ => trainer.Step().Loss).ToList();
         double first = losses.Take(5).Average(), last = losses.TakeLast(10).Average();
         Assert.True(last < 0.45 * first, $"loss went from {first:F3} to {last:F3}");
         Assert.All(losses, l => Assert.True(double.IsFinite(l)));
-    }
-
-    static (LlamaModel, Trainer) NewRun(long modelSeed)
-    {
-        var model = LlamaModel.Create(LlamaConfig.Tiny with { MaxPositionEmbeddings = 32 }, seed: modelSeed);
-        var data = new ShardedDataLoader(Arithmetic(200, 32), batchSize: 4, seed: 5);
-        return (model, new Trainer(model, data, new TrainerOptions { WarmupSteps = 2, TotalSteps = 8 }));
     }
 
     [Fact]
@@ -39,21 +27,23 @@ public class TrainingTests
         // Weights, optimizer state, schedule and data position; the RNG restore has its own test (ResumeRngTests):
         // this training draws nothing from torch's generator.
         using var dir = new TestSetup.TempDir();
-        var (m1, t1) = NewRun(0);
-        var uninterrupted = Enumerable.Range(0, 8).Select(_ => t1.Step().Loss).ToList();
-        t1.Dispose(); m1.Dispose();
+        List<double> uninterrupted, resumed;
+        using (var run = new TinyRun())
+            uninterrupted = Enumerable.Range(0, 8).Select(_ => run.Trainer.Step().Loss).ToList();
 
-        var (m2, t2) = NewRun(0);
-        var resumed = Enumerable.Range(0, 3).Select(_ => t2.Step().Loss).ToList();
-        t2.SaveCheckpoint(dir.Path);
-        t2.Step(); t2.Step(); // progress that the resumed run must not see
-        t2.Dispose(); m2.Dispose();
+        using (var run = new TinyRun())
+        {
+            resumed = Enumerable.Range(0, 3).Select(_ => run.Trainer.Step().Loss).ToList();
+            run.Trainer.SaveCheckpoint(dir.Path);
+            run.Trainer.Step(); run.Trainer.Step(); // progress that the resumed run must not see
+        }
 
-        var (m3, t3) = NewRun(77); // different initial weights: resume must overwrite them
-        Assert.True(t3.Resume(dir.Path));
-        Assert.Equal(3, t3.StepCount);
-        resumed.AddRange(Enumerable.Range(0, 5).Select(_ => t3.Step().Loss));
-        t3.Dispose(); m3.Dispose();
+        using (var run = new TinyRun(modelSeed: 77)) // different initial weights: resume must overwrite them
+        {
+            Assert.True(run.Trainer.Resume(dir.Path));
+            Assert.Equal(3, run.Trainer.StepCount);
+            resumed.AddRange(Enumerable.Range(0, 5).Select(_ => run.Trainer.Step().Loss));
+        }
 
         Assert.Equal(uninterrupted, resumed); // exact: one thread, same reduction order
     }
@@ -62,38 +52,33 @@ public class TrainingTests
     public void Resume_without_a_checkpoint_changes_nothing()
     {
         using var dir = new TestSetup.TempDir();
-        var (m, t) = NewRun(0);
-        using (m) using (t)
-        {
-            Assert.False(t.Resume(dir.Path));
-            Assert.Equal(0, t.StepCount);
-        }
+        using var run = new TinyRun();
+        Assert.False(run.Trainer.Resume(dir.Path));
+        Assert.Equal(0, run.Trainer.StepCount);
     }
 
     [Fact]
     public void Failure_mid_save_keeps_the_previous_checkpoint()
     {
         using var dir = new TestSetup.TempDir();
-        var (m, t) = NewRun(0);
-        using (m) using (t)
+        using var run = new TinyRun();
+        var t = run.Trainer;
+        t.Step();
+        string first = t.SaveCheckpoint(dir.Path);
+        t.Step();
+        // Only this test's saves: other test classes save checkpoints in parallel.
+        Trainer.AfterModelWritten = tmp => { if (tmp.StartsWith(dir.Path, StringComparison.Ordinal)) throw new IOException("disk full (simulated)"); };
+        try
         {
-            t.Step();
-            string first = t.SaveCheckpoint(dir.Path);
-            t.Step();
-            // Only this test's saves: other test classes save checkpoints in parallel.
-            Trainer.AfterModelWritten = tmp => { if (tmp.StartsWith(dir.Path, StringComparison.Ordinal)) throw new IOException("disk full (simulated)"); };
-            try
-            {
-                var ex = Assert.Throws<IOException>(() => t.SaveCheckpoint(dir.Path));
-                Assert.Contains("disk full", ex.Message);
-            }
-            finally { Trainer.AfterModelWritten = null; }
-            Assert.Equal(first, Trainer.LatestCheckpoint(dir.Path));
-            Assert.True(File.Exists(Path.Combine(first, "model.safetensors")));
-            Assert.Empty(Directory.GetDirectories(dir.Path, "*.tmp"));
-            Assert.True(t.Resume(dir.Path));
-            Assert.Equal(1, t.StepCount);
+            var ex = Assert.Throws<IOException>(() => t.SaveCheckpoint(dir.Path));
+            Assert.Contains("disk full", ex.Message);
         }
+        finally { Trainer.AfterModelWritten = null; }
+        Assert.Equal(first, Trainer.LatestCheckpoint(dir.Path));
+        Assert.True(File.Exists(Path.Combine(first, "model.safetensors")));
+        Assert.Empty(Directory.GetDirectories(dir.Path, "*.tmp"));
+        Assert.True(t.Resume(dir.Path));
+        Assert.Equal(1, t.StepCount);
     }
 
     [Fact]
@@ -102,27 +87,22 @@ public class TrainingTests
         using var dir = new TestSetup.TempDir();
         File.WriteAllText(dir["file"], "not a folder");
         string root = Path.Combine(dir["file"], "checkpoints");
-        var (m, t) = NewRun(0);
-        using (m) using (t)
-        {
-            var ex = Assert.Throws<IOException>(() => t.SaveCheckpoint(root));
-            Assert.Contains(root, ex.Message);
-            Assert.Equal("not a folder", File.ReadAllText(dir["file"]));
-        }
+        using var run = new TinyRun();
+        var ex = Assert.Throws<IOException>(() => run.Trainer.SaveCheckpoint(root));
+        Assert.Contains(root, ex.Message);
+        Assert.Equal("not a folder", File.ReadAllText(dir["file"]));
     }
 
     [Fact]
     public void Old_checkpoints_are_pruned_after_a_successful_save()
     {
         using var dir = new TestSetup.TempDir();
-        var (m, t) = NewRun(0);
-        using (m) using (t)
-        {
-            for (int i = 0; i < 3; i++) { t.Step(); t.SaveCheckpoint(dir.Path); }
-            t.SaveCheckpoint(dir.Path); // the same step again replaces it
-            Assert.Equal(["step-00000002", "step-00000003"], Directory.GetDirectories(dir.Path).Select(Path.GetFileName).Order());
-            Assert.Equal(Path.Combine(dir.Path, "step-00000003"), Trainer.LatestCheckpoint(dir.Path));
-        }
+        using var run = new TinyRun();
+        var t = run.Trainer;
+        for (int i = 0; i < 3; i++) { t.Step(); t.SaveCheckpoint(dir.Path); }
+        t.SaveCheckpoint(dir.Path); // the same step again replaces it
+        Assert.Equal(["step-00000002", "step-00000003"], Directory.GetDirectories(dir.Path).Select(Path.GetFileName).Order());
+        Assert.Equal(Path.Combine(dir.Path, "step-00000003"), Trainer.LatestCheckpoint(dir.Path));
     }
 
     [Fact]
@@ -152,10 +132,9 @@ public class TrainingTests
     public void Metrics_are_written_as_jsonl()
     {
         using var dir = new TestSetup.TempDir();
-        var (m, t) = NewRun(0);
-        using (m) using (t)
+        using (var run = new TinyRun())
         using (var metrics = new MetricsWriter(dir["metrics.jsonl"]))
-            for (int i = 0; i < 3; i++) metrics.Write(t.Step());
+            for (int i = 0; i < 3; i++) metrics.Write(run.Trainer.Step());
         var lines = File.ReadAllLines(dir["metrics.jsonl"]).Select(l => JsonNode.Parse(l)!).ToList();
         Assert.Equal([1, 2, 3], lines.Select(l => l["step"]!.GetValue<int>()));
         Assert.All(lines, l =>

@@ -18,7 +18,7 @@ public sealed partial class LlamaModel
     LoraState? _lora;
     long _baseRevision;
 
-    sealed record LoraSlot(string Module, ILoraHost Host, string Name, LoraLinear Layer);
+    sealed record LoraSlot(string Module, LoraHost Host, string Name, LoraLinear Layer);
 
     sealed class LoraState(LoraConfig config, List<LoraSlot> slots, Dictionary<string, bool> trainableBefore)
     {
@@ -70,18 +70,13 @@ public sealed partial class LlamaModel
         var trainableBefore = named_parameters().ToDictionary(p => p.name, p => p.parameter.requires_grad);
         var generator = new Generator((ulong)config.Seed);
         var slots = new List<LoraSlot>();
-        foreach (var (path, module) in named_modules().ToList())
+        foreach (var (module, host, name) in TargetedProjections(config))
         {
-            if (module is not ILoraHost host) continue;
-            foreach (string name in host.ProjectionNames)
-            {
-                if (!config.TargetModules.Contains(name)) continue;
-                if (host.GetProjection(name) is not Linear linear)
-                    throw new InvalidOperationException($"{path}.{name} is not a plain linear layer; cannot add an adapter to it.");
-                var layer = new LoraLinear(linear, config, generator);
-                host.SetProjection(name, layer);
-                slots.Add(new LoraSlot($"{path}.{name}", host, name, layer));
-            }
+            if (host.GetProjection(name) is not Linear linear)
+                throw new InvalidOperationException($"{module} is not a plain linear layer; cannot add an adapter to it.");
+            var layer = new LoraLinear(linear, config, generator);
+            host.SetProjection(name, layer);
+            slots.Add(new LoraSlot(module, host, name, layer));
         }
         foreach (var (name, p) in named_parameters())
             if (!IsAdapterParameter(name)) p.requires_grad = false;
@@ -148,21 +143,16 @@ public sealed partial class LlamaModel
         using var file = SafetensorsFile.Open(weightsPath);
         // The tensors the folder's config implies on this model, with the shapes this model needs.
         var expected = new Dictionary<string, long[]>(StringComparer.Ordinal);
-        foreach (var (path, module) in named_modules())
+        foreach (var (module, host, name) in TargetedProjections(config))
         {
-            if (module is not ILoraHost host) continue;
-            foreach (string name in host.ProjectionNames)
+            var weight = host.GetProjection(name) switch
             {
-                if (!config.TargetModules.Contains(name)) continue;
-                var weight = host.GetProjection(name) switch
-                {
-                    LoraLinear l => l.Weight,
-                    Linear l => l.weight!,
-                    var other => throw new InvalidOperationException($"{path}.{name} is a {other.GetType().Name}, not a linear layer"),
-                };
-                expected[$"{PeftPrefix}{path}.{name}.lora_A.weight"] = [config.R, weight.shape[1]];
-                expected[$"{PeftPrefix}{path}.{name}.lora_B.weight"] = [weight.shape[0], config.R];
-            }
+                LoraLinear l => l.Weight,
+                Linear l => l.weight!,
+                var other => throw new InvalidOperationException($"{module} is a {other.GetType().Name}, not a linear layer"),
+            };
+            expected[$"{PeftPrefix}{module}.lora_A.weight"] = [config.R, weight.shape[1]];
+            expected[$"{PeftPrefix}{module}.lora_B.weight"] = [weight.shape[0], config.R];
         }
         foreach (var (name, entry) in file.Entries)
         {
@@ -219,5 +209,21 @@ public sealed partial class LlamaModel
         foreach (var (name, p) in named_parameters())
             if (lora.TrainableBefore.TryGetValue(name, out bool trainable)) p.requires_grad = trainable;
         Interlocked.Increment(ref _baseRevision);
+    }
+
+    /// <summary>
+    /// The projections <paramref name="config"/> targets, in layer order: the module's path as PEFT names it
+    /// (<c>model.layers.0.self_attn.q_proj</c>), its host and its slot. A list: adding an adapter re-registers modules.
+    /// </summary>
+    List<(string Module, LoraHost Host, string Name)> TargetedProjections(LoraConfig config)
+    {
+        var targeted = new List<(string, LoraHost, string)>();
+        foreach (var (path, module) in named_modules())
+        {
+            if (module is not LoraHost host) continue;
+            foreach (string name in host.ProjectionNames)
+                if (config.TargetModules.Contains(name)) targeted.Add(($"{path}.{name}", host, name));
+        }
+        return targeted;
     }
 }

@@ -397,10 +397,9 @@ sealed class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>Grouped-query self-attention with rotary embeddings (<c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>; biases as the config says).</summary>
-sealed class LlamaAttention : nn.Module<Tensor, Tensor>, ILoraHost
+sealed class LlamaAttention : LoraHost
 {
-    // Slots, not readonly: an adapter wraps them (ILoraHost, LlamaModel.Lora.cs).
-    nn.Module<Tensor, Tensor> q_proj, k_proj, v_proj, o_proj;
+    readonly Slot q_proj, k_proj, v_proj, o_proj;
     readonly int _heads, _kvHeads, _headDim;
 
     public LlamaAttention(LlamaConfig config) : base("LlamaAttention")
@@ -408,36 +407,13 @@ sealed class LlamaAttention : nn.Module<Tensor, Tensor>, ILoraHost
         _heads = config.NumAttentionHeads;
         _kvHeads = config.NumKeyValueHeads;
         _headDim = config.HeadDim;
-        q_proj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: config.QkvBias);
-        k_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
-        v_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias);
-        o_proj = nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: config.OutputBias);
-        RegisterComponents();
+        q_proj = AddProjection("q_proj", nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: config.QkvBias));
+        k_proj = AddProjection("k_proj", nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias));
+        v_proj = AddProjection("v_proj", nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.QkvBias));
+        o_proj = AddProjection("o_proj", nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: config.OutputBias));
     }
 
     public override Tensor forward(Tensor x) => throw new NotSupportedException("call forward(x, cos, sin, ...)");
-
-    public IReadOnlyList<string> ProjectionNames { get; } = ["q_proj", "k_proj", "v_proj", "o_proj"];
-
-    public nn.Module<Tensor, Tensor> GetProjection(string name) => name switch
-    {
-        "q_proj" => q_proj, "k_proj" => k_proj, "v_proj" => v_proj, "o_proj" => o_proj,
-        _ => throw new ArgumentOutOfRangeException(nameof(name), name, null),
-    };
-
-    public void SetProjection(string name, nn.Module<Tensor, Tensor> module)
-    {
-        _ = GetProjection(name);
-        register_module(name, null!); // unregisters
-        register_module(name, module);
-        switch (name)
-        {
-            case "q_proj": q_proj = module; break;
-            case "k_proj": k_proj = module; break;
-            case "v_proj": v_proj = module; break;
-            default: o_proj = module; break;
-        }
-    }
 
     static Tensor RotateHalf(Tensor x)
     {
@@ -466,41 +442,18 @@ sealed class LlamaAttention : nn.Module<Tensor, Tensor>, ILoraHost
 }
 
 /// <summary>SwiGLU feed-forward: <c>down_proj(silu(gate_proj(x)) * up_proj(x))</c>.</summary>
-sealed class LlamaMlp : nn.Module<Tensor, Tensor>, ILoraHost
+sealed class LlamaMlp : LoraHost
 {
-    // Slots, not readonly: an adapter wraps them (ILoraHost, LlamaModel.Lora.cs).
-    nn.Module<Tensor, Tensor> gate_proj, up_proj, down_proj;
+    readonly Slot gate_proj, up_proj, down_proj;
 
     public LlamaMlp(LlamaConfig config) : base("LlamaMLP")
     {
-        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
-        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
-        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: config.MlpBias);
-        RegisterComponents();
+        gate_proj = AddProjection("gate_proj", nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias));
+        up_proj = AddProjection("up_proj", nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias));
+        down_proj = AddProjection("down_proj", nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: config.MlpBias));
     }
 
     public override Tensor forward(Tensor x) => down_proj.forward(F.silu(gate_proj.forward(x)) * up_proj.forward(x));
-
-    public IReadOnlyList<string> ProjectionNames { get; } = ["gate_proj", "up_proj", "down_proj"];
-
-    public nn.Module<Tensor, Tensor> GetProjection(string name) => name switch
-    {
-        "gate_proj" => gate_proj, "up_proj" => up_proj, "down_proj" => down_proj,
-        _ => throw new ArgumentOutOfRangeException(nameof(name), name, null),
-    };
-
-    public void SetProjection(string name, nn.Module<Tensor, Tensor> module)
-    {
-        _ = GetProjection(name);
-        register_module(name, null!); // unregisters
-        register_module(name, module);
-        switch (name)
-        {
-            case "gate_proj": gate_proj = module; break;
-            case "up_proj": up_proj = module; break;
-            default: down_proj = module; break;
-        }
-    }
 }
 
 /// <summary>Root-mean-square norm computed in float32 (parameter <c>weight</c>), as Hugging Face's LlamaRMSNorm.</summary>
