@@ -6,11 +6,13 @@ namespace VectorLm.Models;
 /// <summary>
 /// A module's parameters by name, as <c>named_parameters</c> gives them, kept between calls: what the sampling engines
 /// read at every sync. TorchSharp's <c>named_parameters</c> builds every name anew through one iterator per level of
-/// nesting (0.13 ms for a 24-layer Llama on a loaded CPU); <see cref="Current"/> instead walks the module tree without
-/// building names (about a quarter of that) and compares each level's parameter and child names and objects, in
-/// order, with the last build. Only when one differs (a module swapped by an adapter, parameters replaced by
-/// <c>Module.to</c>) is the dictionary built again. A parameter re-pointed in place (<c>set_</c>, as FlatAdamW does)
-/// is the same object: the engines check where each one lives themselves.
+/// nesting and the dictionary with it; <see cref="Current"/> instead walks the module tree without building names or
+/// a dictionary and compares each level's parameter and child names and objects, in order, with the last build. Only
+/// when one differs (a module swapped by an adapter, parameters replaced by <c>Module.to</c>) is the dictionary built
+/// again. A parameter re-pointed in place (<c>set_</c>, as FlatAdamW does) is the same object: the engines check where
+/// each one lives themselves. For a 24-layer Llama on a loaded 2-core CPU: 0.25 against 0.75 ms on early (unoptimised)
+/// calls, 0.11-0.12 against 0.11-0.20 ms once the JIT has optimised both; the walk itself is bound by TorchSharp's
+/// per-module iterators.
 /// </summary>
 internal sealed class ParameterIndex(nn.Module root, Func<string, bool> include)
 {
