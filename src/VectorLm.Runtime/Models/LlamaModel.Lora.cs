@@ -44,6 +44,15 @@ public sealed partial class LlamaModel
     internal IEnumerable<(string name, Parameter parameter)> BaseParameters() =>
         named_parameters().Where(p => !IsAdapterParameter(p.name));
 
+    ParameterIndex? _baseParameterIndex;
+
+    /// <summary>
+    /// <see cref="BaseParameters"/> by name, the same dictionary from call to call while the module tree is unchanged
+    /// (see <see cref="ParameterIndex"/>): what the sampling engines read at every sync, cheaply.
+    /// </summary>
+    internal IReadOnlyDictionary<string, Tensor> BaseParameterDictionary() =>
+        (_baseParameterIndex ??= new ParameterIndex(this, name => !IsAdapterParameter(name))).Current();
+
     /// <summary>
     /// Adds a LoRA adapter (PEFT's <c>get_peft_model</c>): every targeted projection of every layer gets
     /// <c>A</c> [r, in] drawn as PEFT does and <c>B</c> [out, r] = 0, and every base parameter stops requiring

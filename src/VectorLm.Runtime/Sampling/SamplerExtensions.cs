@@ -89,12 +89,8 @@ public static class SamplerExtensions
         new(c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim,
             (float)c.RmsNormEps, (float)c.RopeTheta, c.MaxPositionEmbeddings, c.TieWordEmbeddings, c.RopeScaling);
 
-    internal static IReadOnlyDictionary<string, Tensor> Parameters(LlamaModel model)
-    {
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (name, p) in model.BaseParameters()) result[name] = p; // the adapter goes in as an adapter
-        return result;
-    }
+    internal static IReadOnlyDictionary<string, Tensor> Parameters(LlamaModel model) =>
+        model.BaseParameterDictionary();   // the adapter goes in as an adapter
 }
 
 /// <summary>The shared <see cref="Tokenizer"/> as the engine's <see cref="ITokenCodec"/>.</summary>

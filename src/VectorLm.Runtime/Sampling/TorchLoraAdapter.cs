@@ -25,7 +25,7 @@ internal enum LoraGroup
 /// <remarks>
 /// <para>Per group of projections sharing an input (<see cref="LoraGroup"/>), stacked over layers: <c>A</c>
 /// [L, ΣR, in] holds the group's adapted modules' A matrices one after another, <c>B</c> [L, rows, ΣR] their B
-/// matrices as blocks on the diagonal (q/k rows permuted as the base's, zero elsewhere), so a group costs two kernels per
+/// matrices as blocks on the diagonal (zero elsewhere), so a group costs two kernels per
 /// layer (<c>x Aᵀ</c>, then an <c>addmm</c> into the base projection's output, with the scale as its alpha).</para>
 /// <para>Why not merge <c>W + scale·B A</c> into the engine's copy on sync: that rewrites every adapted base matrix
 /// per step (the full swap's bytes for all seven projections), which is what an adapter sync exists to avoid; the
@@ -33,14 +33,14 @@ internal enum LoraGroup
 /// </remarks>
 internal sealed partial class TorchLoraAdapter : IDisposable
 {
-    sealed record Projection(string Name, string Path, LoraGroup Group, bool Rotary);
+    sealed record Projection(string Name, string Path, LoraGroup Group);
 
     static readonly Projection[] Projections =
     [
-        new("q_proj", "self_attn.q_proj", LoraGroup.Qkv, true), new("k_proj", "self_attn.k_proj", LoraGroup.Qkv, true),
-        new("v_proj", "self_attn.v_proj", LoraGroup.Qkv, false), new("o_proj", "self_attn.o_proj", LoraGroup.O, false),
-        new("gate_proj", "mlp.gate_proj", LoraGroup.GateUp, false), new("up_proj", "mlp.up_proj", LoraGroup.GateUp, false),
-        new("down_proj", "mlp.down_proj", LoraGroup.Down, false),
+        new("q_proj", "self_attn.q_proj", LoraGroup.Qkv), new("k_proj", "self_attn.k_proj", LoraGroup.Qkv),
+        new("v_proj", "self_attn.v_proj", LoraGroup.Qkv), new("o_proj", "self_attn.o_proj", LoraGroup.O),
+        new("gate_proj", "mlp.gate_proj", LoraGroup.GateUp), new("up_proj", "mlp.up_proj", LoraGroup.GateUp),
+        new("down_proj", "mlp.down_proj", LoraGroup.Down),
     ];
 
     sealed class Group
@@ -115,9 +115,9 @@ internal sealed partial class TorchLoraAdapter : IDisposable
                 long r = w0.A.shape[0];
                 var (offset, rows, _) = Place(p.Name);
                 string[][] Names(string matrix) => Enumerable.Range(0, layers).Select(i => new[] { $"model.layers.{i}.{p.Path}.{matrix}.weight" }).ToArray();
-                blocks.Add(new TorchWeightBlock(Keep(groupA.narrow(1, column, r)), Names("lora_A"), [w0.A.shape], BlockLayout.Plain, a.HeadDim));
-                var b = new TorchWeightBlock(Keep(groupB.narrow(1, offset, rows).narrow(2, column, r)), Names("lora_B"), [w0.B.shape],
-                    p.Rotary ? BlockLayout.Rotary : BlockLayout.Plain, a.HeadDim);
+                long at = column;   // copied: the storage lambdas run later
+                blocks.Add(new TorchWeightBlock(Names("lora_A"), [w0.A.shape], BlockLayout.Plain, dtype, _ => groupA.narrow(1, at, r)));
+                var b = new TorchWeightBlock(Names("lora_B"), [w0.B.shape], BlockLayout.Plain, dtype, _ => groupB.narrow(1, offset, rows).narrow(2, at, r));
                 blocks.Add(b);
                 if (scales.Length > 1) folded.Add((b, w0.Scale));
                 column += r;
@@ -195,10 +195,10 @@ internal sealed partial class TorchLoraAdapter : IDisposable
         foreach (var block in _blocks) block.Prepare(sources);
         using var _ = no_grad();
         int kernels = 0;
-        foreach (var block in _blocks) kernels += block.Copy();
+        foreach (var block in _blocks) kernels += block.Sync(alias: false);
         foreach (var (block, scale) in _folded)
         {
-            block.Destination.mul_(scale);
+            block.Current.mul_(scale);
             kernels++;
         }
         LastCopyKernels = kernels;

@@ -80,8 +80,24 @@ public sealed class TorchSamplingEngine : ColocatedSampler
 
     internal TorchDecoder Decoder => _decoder;
 
-    /// <summary>Copy kernels the last sync issued (base and adapter): one per weight block when the trainer's tensors are stacked in one buffer.</summary>
+    /// <summary>
+    /// Copy kernels the last sync issued (base and adapter): one per copied weight block when the trainer's tensors
+    /// are stacked in one buffer, none for blocks the engine reads in place (<see cref="AliasedBytes"/>).
+    /// </summary>
     internal int LastSyncCopyKernels { get; private set; }
+
+    /// <summary>Bytes of the engine's weights read in place from the trainer's buffers rather than copied (0 with an adapter).</summary>
+    internal long AliasedBytes => UnderLock(() => _decoder.AliasedBytes);
+
+    /// <summary>Bytes of weight storage the engine holds itself: with <see cref="AliasedBytes"/>, <see cref="WeightBytes"/> (no copy is kept of what is read in place).</summary>
+    internal long StoredWeightBytes => UnderLock(() => _decoder.StoredBytes);
+
+    /// <summary>Whether the engine may read the trainer's weights in place (true by default); applies from the next sync (tests, benchmarks).</summary>
+    internal bool AliasTrainerWeights
+    {
+        get => UnderLock(() => _decoder.AliasTrainerWeights);
+        set => UnderLock(() => _decoder.AliasTrainerWeights = value);
+    }
 
     private protected override bool HoldsCacheLocked => _decoder.HoldsCache;
 
@@ -107,10 +123,10 @@ public sealed class TorchSamplingEngine : ColocatedSampler
     {
         _decoder.SetAdapter(null);
         var adapter = TorchLoraAdapter.Create(Architecture, Device, _decoder.DType, weights);
-        _decoder.SetAdapter(adapter);
-        LastSyncCopyKernels += adapter.LastCopyKernels;
+        long baseBytes = _decoder.SetAdapter(adapter);   // blocks read in place get their own copy first
+        LastSyncCopyKernels += _decoder.LastCopyKernels + adapter.LastCopyKernels;
         if (MergesAdapter) _decoder.MergeAdapter();
-        return adapter.SyncBytes;
+        return baseBytes + adapter.SyncBytes;
     }
 
     private protected override long CopyAdapter(IReadOnlyList<LoraWeights> weights)
@@ -320,10 +336,10 @@ public sealed class TorchSamplingEngine : ColocatedSampler
         public void Step(TorchDecoder decoder, TorchTokenSampler sampler, SamplingParams p, int column, int span)
         {
             using var scope = NewDisposeScope();
-            var freqs = decoder.RopeAt(_positions).unsqueeze(1);
+            var rope = decoder.RopeAt(_positions);
             var rows = _kvBase + _positions.view(-1, 1, 1);
             var mask = where(_columns.narrow(1, 0, span) <= _positions.unsqueeze(1), _zero, _masked).view(_slots, 1, 1, span);
-            var logits = decoder.Decode(_current, freqs, rows, mask, _slots, span);
+            var logits = decoder.Decode(_current, rope, rows, mask, _slots, span);
             var (token, logProb) = sampler.Sample(logits, _keys, _steps, p);
             _current.copy_(token);
             Tokens.select(1, column).copy_(token);
