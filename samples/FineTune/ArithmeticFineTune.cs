@@ -63,9 +63,11 @@ public partial class ArithmeticFineTune
 
         using var model = Model.Length > 0 ? LlamaModel.FromPretrained(Model, ctx.Device) : LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
         if (LoraRank > 0) model.AddLora(new LoraConfig { R = LoraRank, Alpha = 2 * LoraRank }); // before the sampler and optimizer
-        // Auto: the torch engine when the model is on CUDA, llama.cpp on the CPU.
-        using var sampler = ctx.CreateSampler(model, tokenizer);
-        if (ctx.IsMainRank) Console.WriteLine($"sampling backend: {sampler.GetType().Name} on {ctx.Device}");
+        // Slots for this rank's share of the evaluation prompts (at most the default 32). Auto picks the torch engine on
+        // CUDA; on the CPU the torch engine from SamplerExtensions.CpuTorchMinSequences slots, llama.cpp below.
+        var engineOptions = new EngineOptions { MaxSequences = Math.Min(32, (EvalPrompts + ctx.WorldSize - 1) / ctx.WorldSize) };
+        using var sampler = ctx.CreateSampler(model, tokenizer, engineOptions);
+        if (ctx.IsMainRank) Console.WriteLine($"sampling backend: {sampler.GetType().Name}, {sampler.WeightType} weights, {engineOptions.MaxSequences} slots, on {ctx.Device}");
         var optimizer = Optimizers.AdamW(model, LearningRate);
         var schedule = new CosineSchedule(LearningRate, WarmupSteps: Steps / 20, TotalSteps: Steps, MinLearningRate: LearningRate / 10);
         using var metrics = ctx.IsMainRank && MetricsFile.Length > 0 ? new MetricsWriter(MetricsFile) : null;

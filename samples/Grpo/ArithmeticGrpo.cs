@@ -106,7 +106,11 @@ public partial class ArithmeticGrpo
             : InitFrom.Length > 0 ? LlamaModel.FromPretrained(InitFrom, ctx.Device)
             : LlamaModel.Create(ModelConfig.Length > 0 ? LlamaConfig.Load(ModelConfig) : LlamaConfig.Tiny, ctx.Device, seed: 0);
         if (LoraRank > 0) model.AddLora(new LoraConfig { R = LoraRank, Alpha = 2 * LoraRank }); // before the sampler and optimizer
-        using var sampler = ctx.CreateSampler(model, tokenizer);
+        // Slots for this rank's share of a rollout (its prompts times the group, at most the default 32). Auto picks the
+        // torch engine on CUDA; on the CPU the torch engine from SamplerExtensions.CpuTorchMinSequences slots, llama.cpp below.
+        var engineOptions = new EngineOptions { MaxSequences = Math.Min(32, (PromptsPerStep + ctx.WorldSize - 1) / ctx.WorldSize * GroupSize) };
+        using var sampler = ctx.CreateSampler(model, tokenizer, engineOptions);
+        if (ctx.IsMainRank) Console.WriteLine($"sampling backend: {sampler.GetType().Name}, {sampler.WeightType} weights, {engineOptions.MaxSequences} slots, on {ctx.Device}");
         if (InitFrom.Length == 0) WarmStart(ctx, model, tokenizer, supervised);
 
         // The reference model is the warm start, frozen; with Beta 0 none is kept (as in TRL).

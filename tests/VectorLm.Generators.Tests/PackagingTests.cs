@@ -46,7 +46,8 @@ public sealed class PackagingTests(ITestOutputHelper output) : IDisposable
             {
                 var tokenizer = Tokenizer.ByteLevel();
                 using var model = LlamaModel.Create(LlamaConfig.Tiny, ctx.Device, seed: 0);
-                using var sampler = ctx.CreateSampler(model, tokenizer);
+                // llama.cpp explicitly: its native libraries must load from the package (Auto would pick torch at 32 slots).
+                using var sampler = ctx.CreateSampler(model, tokenizer, new EngineOptions { Backend = SamplingBackend.LlamaCpp });
                 var optimizer = Optimizers.AdamW(model, 1e-2);
                 var steps = 0;
                 using var subscription = ctx.OnWeightsChanged(() => steps++);

@@ -66,7 +66,7 @@ public class HfModelEngineTests
         // The GPT-2 tokenizer with add_prefix_space over the Llama 3 fixture's weights (same vocabulary).
         using var model = LlamaModel.FromPretrained(Folder("llama3_tied"));
         var tokenizer = Tokenizer.FromPretrained(Path.Combine(Folder("llama3_tied"), "..", "..", "tokenizers", "bpe_gpt2_prefix"));
-        var e = Assert.Throws<NotSupportedException>(() => TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small));
+        var e = Assert.Throws<NotSupportedException>(() => TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small with { Backend = SamplingBackend.LlamaCpp }));
         Assert.Contains("EngineOptions.Backend = Torch", e.Message);
 
         // The torch engine takes token ids only, so the same tokenizer works there.
@@ -84,7 +84,7 @@ public class HfModelEngineTests
     {
         using var model = LlamaModel.FromPretrained(Folder(name));
         var tokenizer = Tokenizer.FromPretrained(Folder(name));
-        using var engine = TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small with { ParityCheck = ParityCheckMode.Never });
+        using var engine = TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small with { Backend = SamplingBackend.LlamaCpp, ParityCheck = ParityCheckMode.Never });
         foreach (var text in new[] { "Hello world", "The quick brown fox jumps over the lazy dog.", "Numbers 1234 and 56789", "Привет, мир!" })
             Assert.Equal(tokenizer.Encode(text), ((LlamaSamplingEngine)engine).TokenizeWithLlama(text));
     }

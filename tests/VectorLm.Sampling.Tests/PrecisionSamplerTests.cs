@@ -19,7 +19,7 @@ public class PrecisionSamplerTests
         using var scope = TrainerContextScope.Enter(ctx);
         using var model = LlamaModel.Create(config, seed: 6);
         // A bfloat16 copy of the weights would miss this tolerance by two orders of magnitude.
-        var options = new EngineOptions { ContextLength = 32, MaxSequences = 2, BatchTokens = 32, Threads = 1, WeightType = EngineWeightType.F32, ParityTolerance = 1e-4f };
+        var options = new EngineOptions { Backend = SamplingBackend.LlamaCpp, ContextLength = 32, MaxSequences = 2, BatchTokens = 32, Threads = 1, WeightType = EngineWeightType.F32, ParityTolerance = 1e-4f };
         using var engine = (LlamaSamplingEngine)ctx.CreateSampler(model, tokenizer, options);   // the parity gate runs here
         int[] probe = engine.TokenizePrompt("12+34=");
         var before = engine.EvaluateLogits(probe);

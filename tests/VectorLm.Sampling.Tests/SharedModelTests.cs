@@ -31,7 +31,7 @@ public class SharedModelTests
         var corpus = Enumerable.Range(0, 200).Select(i => $"the cat sat on the mat {i} times; über naïve café — 猫は座った 🙂 {i * 7}").ToList();
         var tokenizer = Tokenizer.Train(corpus, 420);
         using var model = LlamaModel.Create(LlamaConfig.Tiny with { VocabSize = tokenizer.VocabSize }, seed: 4);
-        using var engine = TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small with { ParityCheck = ParityCheckMode.Never });
+        using var engine = TrainerContext.SingleProcess().CreateSampler(model, tokenizer, Small with { Backend = SamplingBackend.LlamaCpp, ParityCheck = ParityCheckMode.Never });
         var rng = new Random(77);
         string[] words = ["the", "cat", " sat", "on", "mat", "über", "naïve", "café", "—", "猫", "は", "座った", "🙂", " ", "  ", "\n", "tim", "es;", "0", "42", "Ж", "ß"];
         int multiPieceTexts = 0;
@@ -115,14 +115,65 @@ public class SharedModelTests
     }
 
     [Fact]
-    public void Auto_picks_llama_cpp_on_the_cpu_and_torch_on_cuda()
+    public void Auto_picks_torch_on_cuda_and_by_sequence_slots_on_the_cpu()
     {
-        Assert.Equal(SamplingBackend.LlamaCpp, SamplerExtensions.ResolveBackend(SamplingBackend.Auto, torch.CPU));
-        Assert.Equal(SamplingBackend.Torch, SamplerExtensions.ResolveBackend(SamplingBackend.Auto, new Device(DeviceType.CUDA, 0)));
-        Assert.Equal(SamplingBackend.Torch, SamplerExtensions.ResolveBackend(SamplingBackend.Torch, torch.CPU));
-        Assert.Equal(SamplingBackend.LlamaCpp, SamplerExtensions.ResolveBackend(SamplingBackend.LlamaCpp, new Device(DeviceType.CUDA, 0)));
+        var cuda = new Device(DeviceType.CUDA, 0);
+        const int threshold = SamplerExtensions.CpuTorchMinSequences;
+        Assert.Equal(SamplingBackend.LlamaCpp, SamplerExtensions.ResolveBackend(SamplingBackend.Auto, torch.CPU, 1));
+        Assert.Equal(SamplingBackend.LlamaCpp, SamplerExtensions.ResolveBackend(SamplingBackend.Auto, torch.CPU, threshold - 1));
+        Assert.Equal(SamplingBackend.Torch, SamplerExtensions.ResolveBackend(SamplingBackend.Auto, torch.CPU, threshold));
+        Assert.Equal(SamplingBackend.Torch, SamplerExtensions.ResolveBackend(SamplingBackend.Auto, torch.CPU, 4 * threshold));
+        Assert.Equal(SamplingBackend.Torch, SamplerExtensions.ResolveBackend(SamplingBackend.Auto, cuda, 1));
+        Assert.Equal(SamplingBackend.Torch, SamplerExtensions.ResolveBackend(SamplingBackend.Auto, cuda, threshold));
+        // An explicit backend is kept whatever the device and slots.
+        Assert.Equal(SamplingBackend.Torch, SamplerExtensions.ResolveBackend(SamplingBackend.Torch, torch.CPU, 1));
+        Assert.Equal(SamplingBackend.LlamaCpp, SamplerExtensions.ResolveBackend(SamplingBackend.LlamaCpp, torch.CPU, 4 * threshold));
+        Assert.Equal(SamplingBackend.LlamaCpp, SamplerExtensions.ResolveBackend(SamplingBackend.LlamaCpp, cuda, threshold));
+        // The default slots (32) are at or above the threshold: a default CPU sampler is the torch engine.
+        Assert.Equal(SamplingBackend.Torch, SamplerExtensions.ResolveBackend(SamplingBackend.Auto, torch.CPU, new EngineOptions().MaxSequences));
+    }
+
+    [Fact]
+    public void The_weight_type_defaults_per_engine_and_device()
+    {
+        var cuda = new Device(DeviceType.CUDA, 0);
+        Assert.Equal(EngineWeightType.F16, SamplerExtensions.ResolveWeightType(null, SamplingBackend.LlamaCpp, torch.CPU));
+        Assert.Equal(EngineWeightType.F16, SamplerExtensions.ResolveWeightType(null, SamplingBackend.LlamaCpp, cuda));
+        Assert.Equal(EngineWeightType.F32, SamplerExtensions.ResolveWeightType(null, SamplingBackend.Torch, torch.CPU));
+        Assert.Equal(EngineWeightType.BF16, SamplerExtensions.ResolveWeightType(null, SamplingBackend.Torch, cuda));
+        foreach (var type in Enum.GetValues<EngineWeightType>())
+        {
+            Assert.Equal(type, SamplerExtensions.ResolveWeightType(type, SamplingBackend.LlamaCpp, torch.CPU));
+            Assert.Equal(type, SamplerExtensions.ResolveWeightType(type, SamplingBackend.Torch, cuda));
+        }
+        var e = Assert.Throws<ArgumentException>(() => SamplerExtensions.ResolveWeightType(null, SamplingBackend.Auto, torch.CPU));
+        Assert.Equal("engine", e.ParamName);
+    }
+
+    [Theory]
+    [InlineData(SamplerExtensions.CpuTorchMinSequences - 1, typeof(LlamaSamplingEngine), EngineWeightType.F16, 5e-2f)]
+    [InlineData(SamplerExtensions.CpuTorchMinSequences, typeof(TorchSamplingEngine), EngineWeightType.F32, 1e-3f)]
+    public void A_default_cpu_sampler_is_built_by_its_slots_with_the_engines_weight_type_and_tolerance(int slots, Type engineType,
+        EngineWeightType weightType, float tolerance)
+    {
         using var model = LlamaModel.Create(LlamaConfig.Tiny, seed: 7);
-        using var engine = TrainerContext.SingleProcess().CreateSampler(model, Tokenizer.ByteLevel(), Small with { ParityCheck = ParityCheckMode.Never });
-        Assert.IsType<LlamaSamplingEngine>(engine);
+        using var engine = TrainerContext.SingleProcess().CreateSampler(model, Tokenizer.ByteLevel(), Small with { MaxSequences = slots, BatchTokens = 64 });
+        Assert.IsType(engineType, engine);
+        Assert.Null(engine.Options.WeightType);   // the options stay as given; the engine reports what it resolved
+        Assert.Equal(weightType, engine.WeightType);
+        var report = engine.CheckParity();
+        Assert.Equal(tolerance, report.Tolerance);
+        Assert.True(report.Relative <= tolerance, report.ToString());
+    }
+
+    [Fact]
+    public void The_parity_message_names_the_resolved_weight_type()
+    {
+        using var model = LlamaModel.Create(LlamaConfig.Tiny, seed: 7);
+        using var engine = TrainerContext.SingleProcess().CreateSampler(model, Tokenizer.ByteLevel(),
+            Small with { Backend = SamplingBackend.Torch, ParityCheck = ParityCheckMode.Never });
+        using (torch.no_grad()) model.named_parameters().First(p => p.name.EndsWith("o_proj.weight", StringComparison.Ordinal)).parameter.mul_(3);
+        var e = Assert.Throws<WeightParityException>(() => engine.CheckParity());
+        Assert.Contains("tolerance 0.001 for F32 weights", e.Message);
     }
 }

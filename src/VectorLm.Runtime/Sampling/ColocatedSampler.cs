@@ -109,6 +109,9 @@ public abstract class ColocatedSampler : IColocatedSampler
     public abstract long WeightBytes { get; }
 
     /// <inheritdoc />
+    public abstract EngineWeightType WeightType { get; }
+
+    /// <inheritdoc />
     public bool HoldsCache { get { lock (_gate) return HoldsCacheLocked; } }
 
     /// <summary>Bytes of the LoRA adapter in the engine (0 without one).</summary>
@@ -238,7 +241,7 @@ public abstract class ColocatedSampler : IColocatedSampler
     ParityReport CheckParityLocked()
     {
         if (ReferenceForward is null) throw new InvalidOperationException("The engine was created without a reference forward; parity cannot be checked.");
-        float tolerance = Options.ParityTolerance ?? (Options.WeightType == EngineWeightType.F32 ? 1e-3f : 5e-2f);
+        float tolerance = Options.ParityTolerance ?? DefaultParityTolerance(WeightType);
         const int probeSequences = 2;
         int probeLength = Math.Min(16, ContextLength);
         var rng = new SampleRng(0x9A11, 0, 0);
@@ -249,9 +252,12 @@ public abstract class ColocatedSampler : IColocatedSampler
         if (!(report.Relative <= tolerance))
             throw new WeightParityException(
                 $"Engine logits differ from the trainer model's: max |diff| {maxDiff:G4}{where} is {report.Relative:G4} of the logit scale {scale:G4}, " +
-                $"above the tolerance {tolerance:G4} for {Options.WeightType} weights. The weight conversion (names, rotary permutation, dtype) or the model config is wrong.");
+                $"above the tolerance {tolerance:G4} for {WeightType} weights. The weight conversion (names, rotary permutation, dtype) or the model config is wrong.");
         return report;
     }
+
+    /// <summary>What <see cref="EngineOptions.ParityTolerance"/> defaults to for an engine of <paramref name="weightType"/> weights.</summary>
+    internal static float DefaultParityTolerance(EngineWeightType weightType) => weightType == EngineWeightType.F32 ? 1e-3f : 5e-2f;
 
     /// <summary>
     /// Max |engine logit - reference logit| (NaN counts as infinite), max |reference logit| and where the worst

@@ -34,7 +34,11 @@ public enum DistributedGenerateMode
 /// <summary>Which engine <see cref="SamplerExtensions.CreateSampler"/> builds.</summary>
 public enum SamplingBackend
 {
-    /// <summary><see cref="Torch"/> when the model's parameters are on a CUDA device, <see cref="LlamaCpp"/> on the CPU.</summary>
+    /// <summary>
+    /// <see cref="Torch"/> when the model's parameters are on a CUDA device; on the CPU, <see cref="Torch"/> for
+    /// <see cref="EngineOptions.MaxSequences"/> of at least <see cref="SamplerExtensions.CpuTorchMinSequences"/> and
+    /// <see cref="LlamaCpp"/> below (see <see cref="SamplerExtensions.ResolveBackend"/>).
+    /// </summary>
     Auto,
     /// <summary><see cref="LlamaSamplingEngine"/>: llama.cpp on the CPU, weights copied from the trainer's device.</summary>
     LlamaCpp,
@@ -45,16 +49,27 @@ public enum SamplingBackend
 /// <summary>Settings of a sampling engine (<see cref="LlamaSamplingEngine"/> or <see cref="TorchSamplingEngine"/>).</summary>
 public sealed record EngineOptions
 {
-    /// <summary>Which engine to build; <see cref="SamplingBackend.Auto"/> (the default) picks by the model's device.</summary>
+    /// <summary>
+    /// Which engine to build; <see cref="SamplingBackend.Auto"/> (the default) picks by the model's device and, on the
+    /// CPU, by <see cref="MaxSequences"/>, once, when the sampler is created.
+    /// </summary>
     public SamplingBackend Backend { get; init; } = SamplingBackend.Auto;
 
-    /// <summary>Weight matrices' element type in the engine; f16 by default.</summary>
-    public EngineWeightType WeightType { get; init; } = EngineWeightType.F16;
+    /// <summary>
+    /// Weight matrices' element type in the engine; null (the default): f16 for the llama.cpp engine, bf16 for the
+    /// torch engine on CUDA and f32 for the torch engine on the CPU, where half-precision matmuls have no fast path
+    /// (see <see cref="SamplerExtensions.ResolveWeightType"/>; the engine's <see cref="IColocatedSampler.WeightType"/>
+    /// is the type it uses).
+    /// </summary>
+    public EngineWeightType? WeightType { get; init; }
 
     /// <summary>Tokens per sequence (prompt plus generated); null: the model's max positions, at most 2048.</summary>
     public int? ContextLength { get; init; }
 
-    /// <summary>Sequences decoded together (sequence slots of the KV cache); finished ones are refilled from the queue.</summary>
+    /// <summary>
+    /// Sequences decoded together (sequence slots of the KV cache); finished ones are refilled from the queue. On the
+    /// CPU it also decides which engine <see cref="SamplingBackend.Auto"/> builds: size it for the batches you generate.
+    /// </summary>
     public int MaxSequences { get; init; } = 32;
 
     /// <summary>Most tokens per llama_decode call (prompt chunks plus one token per generating sequence).</summary>
@@ -69,7 +84,7 @@ public sealed record EngineOptions
     /// <summary>When the engine's logits are compared with the trainer model's.</summary>
     public ParityCheckMode ParityCheck { get; init; } = ParityCheckMode.FirstSync;
 
-    /// <summary>Largest accepted max|logit diff| / max|logit| of the parity gate; null: 1e-3 for f32, 5e-2 for f16/bf16.</summary>
+    /// <summary>Largest accepted max|logit diff| / max|logit| of the parity gate; null: 1e-3 for f32, 5e-2 for f16/bf16 (the engine's resolved weight type).</summary>
     public float? ParityTolerance { get; init; }
 
     /// <summary>How ranks split a distributed generate.</summary>

@@ -26,6 +26,9 @@ public interface IColocatedSampler : ISamplingEngine
     /// <summary>The settings it was built with.</summary>
     EngineOptions Options { get; }
 
+    /// <summary>Element type of its weight matrices: <see cref="EngineOptions.WeightType"/>, or the engine's default for its device.</summary>
+    EngineWeightType WeightType { get; }
+
     /// <summary>Tokens per sequence (prompt plus generated).</summary>
     int ContextLength { get; }
 

@@ -26,8 +26,9 @@ public sealed unsafe class LlamaSamplingEngine : ColocatedSampler
         : base(context, arch, parameters, codec, referenceForward, options, lora)
     {
         Threads = options.Threads ?? DefaultThreads(Environment.ProcessorCount, context.LocalWorldSize);
+        WeightType = SamplerExtensions.ResolveWeightType(options.WeightType, SamplingBackend.LlamaCpp, CPU);
         _sampler = new TokenSampler(arch.VocabSize);
-        _model = EngineModel.Build(arch, parameters(), codec, options.WeightType);
+        _model = EngineModel.Build(arch, parameters(), codec, WeightType);
     }
 
     /// <summary>What <see cref="EngineOptions.Threads"/> defaults to: half the cores divided by the ranks on the node, at least 1.</summary>
@@ -58,6 +59,9 @@ public sealed unsafe class LlamaSamplingEngine : ColocatedSampler
 
     /// <summary>Bytes the engine's weights occupy (what a swap copies).</summary>
     public override long WeightBytes => _model.SourcedBytes;
+
+    /// <inheritdoc />
+    public override EngineWeightType WeightType { get; }
 
     private protected override bool HoldsCacheLocked => _context is not null;
 
@@ -282,7 +286,7 @@ public sealed unsafe class LlamaSamplingEngine : ColocatedSampler
         cp.Embeddings = 0;
         // An f16 KV cache alone costs about 1e-3 of the logit scale: f32 engines keep f32 keys/values.
         // Flash attention computes in f16 on the CPU (about 1e-3 of the logit scale): off for f32 unless asked for.
-        if (Options.WeightType == EngineWeightType.F32) { cp.TypeK = cp.TypeV = GgmlType.F32; cp.FlashAttentionType = 0; }
+        if (WeightType == EngineWeightType.F32) { cp.TypeK = cp.TypeV = GgmlType.F32; cp.FlashAttentionType = 0; }
         if (Options.FlashAttention is { } flash) cp.FlashAttentionType = flash ? 1 : 0;
         var raw = LlamaNative.InitFromModel(_model.Handle, cp);
         if (raw == IntPtr.Zero)

@@ -11,8 +11,9 @@ public static class SamplerExtensions
     /// A sampling engine following <paramref name="model"/>: built from its parameters, marked stale after every
     /// optimizer step of <paramref name="context"/> and updated in place on the next generate. By default the parity
     /// gate compares its logits with <paramref name="model"/>'s once, at creation. <see cref="EngineOptions.Backend"/>
-    /// picks the engine; <see cref="SamplingBackend.Auto"/> takes the torch engine when the model is on a CUDA device and
-    /// llama.cpp on the CPU (see <see cref="ResolveBackend"/>). A LoRA adapter on the model
+    /// picks the engine; <see cref="SamplingBackend.Auto"/> takes the torch engine when the model is on a CUDA device and,
+    /// on the CPU, the torch engine for samplers of at least <see cref="CpuTorchMinSequences"/> slots and llama.cpp for
+    /// smaller ones (see <see cref="ResolveBackend"/>). A LoRA adapter on the model
     /// (<see cref="LlamaModel.AddLora"/>) is applied by either engine on top of the base, and a sync after a step then
     /// writes only the adapter's tensors.
     /// </summary>
@@ -40,20 +41,48 @@ public static class SamplerExtensions
         var architecture = Architecture(model.Config);
         var codec = new TokenizerCodec(tokenizer);
         var lora = new LoraSource(model.AdapterWeights, () => model.BaseRevision);
-        if (ResolveBackend(options.Backend, model.parameters().First().device) == SamplingBackend.Torch)
+        if (ResolveBackend(options.Backend, model.parameters().First().device, options.MaxSequences) == SamplingBackend.Torch)
             return TorchSamplingEngine.Create(context, architecture, () => Parameters(model), codec, reference, options, lora);
         return LlamaSamplingEngine.Create(context, architecture, () => Parameters(model), codec, reference, options, lora);
     }
 
     /// <summary>
-    /// The engine <paramref name="backend"/> means for a model on <paramref name="device"/>: <see cref="SamplingBackend.Auto"/>
-    /// is <see cref="SamplingBackend.Torch"/> on CUDA and <see cref="SamplingBackend.LlamaCpp"/> on the CPU, where the
-    /// llama.cpp engine measured faster than TorchSharp decoding (bench/results/sampling.json).
+    /// Sequence slots (<see cref="EngineOptions.MaxSequences"/>) from which <see cref="SamplingBackend.Auto"/> builds the
+    /// torch engine on the CPU, where the `sampling` benchmark (58M model, 2 threads) measured llama.cpp (f16) 1.15x faster
+    /// at 8 sequences, the two about even at 16 and the torch engine (f32, batched matmuls) 1.3x faster at 32 and 1.6x at
+    /// 64 (docs/sampling-torch.md, "On the CPU").
     /// </summary>
-    public static SamplingBackend ResolveBackend(SamplingBackend backend, Device device) =>
+    public const int CpuTorchMinSequences = 16;
+
+    /// <summary>
+    /// The engine <paramref name="backend"/> means for a model on <paramref name="device"/> and a sampler of
+    /// <paramref name="maxSequences"/> slots. <see cref="SamplingBackend.Auto"/> is <see cref="SamplingBackend.Torch"/> on
+    /// CUDA; on the CPU it is <see cref="SamplingBackend.Torch"/> from <see cref="CpuTorchMinSequences"/> slots and
+    /// <see cref="SamplingBackend.LlamaCpp"/> below. The choice is made once per sampler, from the batch it is sized for,
+    /// not per call from the batch at hand: the two engines differ in numerics and random streams, and a prompt's samples
+    /// must not depend on which other prompts share its call.
+    /// </summary>
+    public static SamplingBackend ResolveBackend(SamplingBackend backend, Device device, int maxSequences) =>
         backend != SamplingBackend.Auto ? backend
-        : device.type == TorchSharp.DeviceType.CUDA ? SamplingBackend.Torch
+        : device.type == TorchSharp.DeviceType.CUDA || maxSequences >= CpuTorchMinSequences ? SamplingBackend.Torch
         : SamplingBackend.LlamaCpp;
+
+    /// <summary>
+    /// The weight type an engine uses: <paramref name="requested"/> when set, else f16 for
+    /// <see cref="SamplingBackend.LlamaCpp"/> (llama.cpp's CPU kernels have f16 fast paths), bf16 for
+    /// <see cref="SamplingBackend.Torch"/> on CUDA and f32 for <see cref="SamplingBackend.Torch"/> on the CPU, where
+    /// libtorch's f16/bf16 matmuls are slow without hardware support.
+    /// </summary>
+    /// <param name="requested"><see cref="EngineOptions.WeightType"/>.</param>
+    /// <param name="engine">The resolved engine (not <see cref="SamplingBackend.Auto"/>; see <see cref="ResolveBackend"/>).</param>
+    /// <param name="device">The device the engine decodes on.</param>
+    public static EngineWeightType ResolveWeightType(EngineWeightType? requested, SamplingBackend engine, Device device) =>
+        requested ?? engine switch
+        {
+            SamplingBackend.LlamaCpp => EngineWeightType.F16,
+            SamplingBackend.Torch => device.type == TorchSharp.DeviceType.CUDA ? EngineWeightType.BF16 : EngineWeightType.F32,
+            _ => throw new ArgumentException($"Resolve the backend before its weight type; got {engine}.", nameof(engine)),
+        };
 
     /// <summary>The engine's view of a Hugging Face Llama config.</summary>
     public static LlamaArchitecture Architecture(LlamaConfig c) =>

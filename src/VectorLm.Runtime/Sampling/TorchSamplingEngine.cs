@@ -32,7 +32,8 @@ public sealed class TorchSamplingEngine : ColocatedSampler
         var source = parameters();
         if (source.Count == 0) throw new ArgumentException("The model has no parameters.", nameof(parameters));
         Device = source.Values.First().device;
-        var dtype = options.WeightType switch
+        WeightType = SamplerExtensions.ResolveWeightType(options.WeightType, SamplingBackend.Torch, Device);
+        var dtype = WeightType switch
         {
             EngineWeightType.F32 => ScalarType.Float32,
             EngineWeightType.F16 => ScalarType.Float16,
@@ -73,6 +74,9 @@ public sealed class TorchSamplingEngine : ColocatedSampler
 
     /// <inheritdoc />
     public override long WeightBytes => _decoder.WeightBytes;
+
+    /// <inheritdoc />
+    public override EngineWeightType WeightType { get; }
 
     internal TorchDecoder Decoder => _decoder;
 
