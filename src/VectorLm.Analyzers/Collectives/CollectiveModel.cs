@@ -333,7 +333,7 @@ internal sealed class CollectiveModel
     }
 
     /// <summary>The names through which a body can reach a collective (built once, on first use).</summary>
-    CollectiveNames Names(CancellationToken cancellationToken)
+    public CollectiveNames Names(CancellationToken cancellationToken)
     {
         lock (_namesGate) return _names ??= new CollectiveNames(Compilation, Known, cancellationToken);
     }

@@ -40,6 +40,7 @@ internal sealed class CollectiveNames
 
     readonly HashSet<string> _reaching = new(StringComparer.Ordinal);
     readonly Dictionary<ISymbol, bool> _sourceMembers = new(SymbolEqualityComparer.Default);
+    readonly HashSet<ISymbol> _callsSource = new(SymbolEqualityComparer.Default);
     readonly ConcurrentDictionary<ISymbol, bool> _others = new(SymbolEqualityComparer.Default);
 
     public CollectiveNames(Compilation compilation, KnownSymbols known, CancellationToken cancellationToken)
@@ -81,6 +82,14 @@ internal sealed class CollectiveNames
                 }
             }
 
+        // Members that call a source member (by name, or through a construct whose stand-in a source member exports).
+        var sourceNames = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var names in exports.Values) sourceNames.UnionWith(names);
+        if (sourceNames.Overlaps(ImplicitlyCalled)) sourceNames.Add(ImplicitCall);
+        foreach (var name in sourceNames)
+            if (mentionedBy.TryGetValue(name, out var callers))
+                foreach (var caller in callers) _callsSource.Add(caller);
+
         // The closure: a worklist of names that became reaching.
         var work = new Stack<string>();
         void Reach(string name)
@@ -101,6 +110,12 @@ internal sealed class CollectiveNames
             }
         }
     }
+
+    /// <summary>
+    /// False when the syntax of <paramref name="member"/> calls no method, property or constructor declared in source
+    /// (then only its own statements can write class-wide state); true when unsure.
+    /// </summary>
+    public bool MayCallSource(ISymbol member) => !_sourceMembers.ContainsKey(Key(member)) || _callsSource.Contains(Key(member));
 
     /// <summary>True when a call through <paramref name="name"/> (a method, property, event, field or type name) may reach a collective.</summary>
     public bool IsCallName(string name) => _reaching.Contains(name);
