@@ -102,4 +102,31 @@ public class OnDemandTests
             }
         }
         """);
+
+    // A helper run only through a delegate is never asked for its summary: its writes must make it analysed anyway.
+    const string WriterRunThroughADelegate = """
+        class Subject
+        {
+            TrainerContext ctx = null!;
+            void Note() { Lead = ctx.IsMainRank; }
+            void Run()
+            {
+                Action note = Note;
+                note();
+                if (Lead) {|VLM1001:ctx.Barrier()|};
+            }
+        }
+        static class Shared { public static bool Lead; }
+        """;
+
+    [Fact]
+    public Task UsingStaticMakesBareNamesWrites() => Analyzer(Usings + "using static Shared;\n" + WriterRunThroughADelegate);
+
+    [Fact]
+    public Task GlobalUsingStaticMakesBareNamesWrites()
+    {
+        var test = new AnalyzerTest { TestCode = Usings + WriterRunThroughADelegate };
+        test.TestState.Sources.Add(("Usings.cs", "global using static Shared;"));
+        return test.RunAsync();
+    }
 }

@@ -383,6 +383,14 @@ internal sealed class CollectiveModel
     readonly object _namesGate = new();
     CollectiveNames? _names;
 
+    /// <summary>True when a file of this compilation has <c>global using static</c> (computed once).</summary>
+    public bool GlobalUsingStatic(CancellationToken cancellationToken)
+    {
+        lock (_namesGate) return _globalUsingStatic ??= StateWrites.HasGlobalUsingStatic(Compilation, cancellationToken);
+    }
+
+    bool? _globalUsingStatic;
+
     /// <summary>Implementations and overrides in this compilation, and the functions assigned to delegate members.</summary>
     public Dispatch Dispatch => LazyInitializer.EnsureInitialized(ref _dispatch, () => new Dispatch(Compilation, Limits))!;
 

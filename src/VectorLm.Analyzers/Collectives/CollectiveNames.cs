@@ -140,9 +140,10 @@ internal sealed class CollectiveNames
         return member is IMethodSymbol { PartialImplementationPart: { } implementation } ? implementation : member;
     }
 
-    // The names a call of this member is written with.
+    // The names a call of this member is written with (none for a field that holds no delegate: reading it calls nothing).
     static string[] Exports(ISymbol member) => member switch
     {
+        IFieldSymbol { Type.TypeKind: not TypeKind.Delegate } => [],
         IMethodSymbol { MethodKind: MethodKind.Constructor } constructor => [constructor.ContainingType.Name, AnyConstructor],
         IMethodSymbol { MethodKind: MethodKind.StaticConstructor or MethodKind.Destructor } => [],
         IMethodSymbol { AssociatedSymbol: IPropertySymbol { IsIndexer: true } } or IPropertySymbol { IsIndexer: true } => [Indexer],

@@ -16,8 +16,10 @@ namespace VectorLm.Analyzers.Collectives;
 internal static class StateWrites
 {
     /// <summary>False when no statement of <paramref name="method"/> can write a field, a property or a caller's variable.</summary>
-    public static bool MayWrite(IMethodSymbol method, CancellationToken cancellationToken)
+    /// <remarks><paramref name="globalUsingStatic"/>: the compilation has a <c>global using static</c> (see <see cref="HasGlobalUsingStatic"/>).</remarks>
+    public static bool MayWrite(IMethodSymbol method, bool globalUsingStatic, CancellationToken cancellationToken)
     {
+        if (globalUsingStatic) return true;
         HashSet<string>? members = null;
         foreach (var reference in method.DeclaringSyntaxReferences)
         {
@@ -47,6 +49,16 @@ internal static class StateWrites
                 if (writes) return true;
             }
         }
+        return false;
+    }
+
+    /// <summary>True when a file has <c>global using static</c>, which brings other types' members into every file's scope.</summary>
+    public static bool HasGlobalUsingStatic(Compilation compilation, CancellationToken cancellationToken)
+    {
+        foreach (var tree in compilation.SyntaxTrees)
+            if (tree.GetRoot(cancellationToken) is CompilationUnitSyntax unit
+                && unit.Usings.Any(u => u.GlobalKeyword.IsKind(SyntaxKind.GlobalKeyword) && u.StaticKeyword.IsKind(SyntaxKind.StaticKeyword)))
+                return true;
         return false;
     }
 

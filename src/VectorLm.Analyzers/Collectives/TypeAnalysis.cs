@@ -94,7 +94,7 @@ internal sealed class TypeAnalysis
             || !Type.GetTypeMembers().IsEmpty)
             return false;
         var names = Model.Names(cancellationToken);
-        return !names.MayReach(method, cancellationToken) && !names.MayCallSource(method) && !StateWrites.MayWrite(method, cancellationToken);
+        return !names.MayReach(method, cancellationToken) && !names.MayCallSource(method) && !StateWrites.MayWrite(method, Model.GlobalUsingStatic(cancellationToken), cancellationToken);
     }
 
     void Include(BodyUnit unit)
