@@ -43,27 +43,15 @@ internal sealed class TypeAnalysis
         }
         if (_units.Count == 0) return;
 
-        // Rerun a graph only while something it read (a summary, a field, a captured local) has changed since.
-        var passes = new Dictionary<FlowGraph, (TaintPass Pass, long Signature)>();
+        _cancellationToken = cancellationToken;
         for (int round = 0; ; round++)
         {
             if (round == Model.Limits.TypeRounds) { Model.Stats.Add(ref Model.Stats.TaintRoundLimits); break; }
             int before = Version();
-            for (int u = 0; u < _units.Count; u++)
-            {
-                var unit = _units[u];
-                for (int g = unit.Unit.Graphs.Count - 1; g >= 0; g--)
-                {
-                    var graph = unit.Unit.Graphs[g];
-                    if (passes.TryGetValue(graph, out var last) && Signature(last.Pass, unit) == last.Signature) continue;
-                    var pass = new TaintPass(this, unit, graph, cancellationToken);
-                    pass.Run();
-                    _taints[graph] = pass.Result;
-                    passes[graph] = (pass, Signature(pass, unit));
-                }
-            }
+            for (int u = 0; u < _units.Count; u++) RunPasses(_units[u]);
             if (Version() == before) break;
         }
+        _passesStarted = false;
 
         var detector = new DeadlockDetector(this, cancellationToken);
         for (int round = 0; round < Model.Limits.CheckRounds; round++)
@@ -99,7 +87,31 @@ internal sealed class TypeAnalysis
 
     void Include(BodyUnit unit)
     {
-        if (_included.Add(unit)) _units.Add(new UnitState(unit));
+        if (!_included.Add(unit)) return;
+        var state = new UnitState(unit);
+        _units.Add(state);
+        // Asked for by a pass under way: run it now, so that the asking pass reads its summary (not an empty one that
+        // would make it run again next round).
+        if (_passesStarted) RunPasses(state);
+    }
+
+    // Rerun a graph only while something it read (a summary, a field, a captured local) has changed since.
+    readonly Dictionary<FlowGraph, (TaintPass Pass, long Signature)> _passes = new();
+    CancellationToken _cancellationToken;
+    bool _passesStarted;
+
+    void RunPasses(UnitState unit)
+    {
+        _passesStarted = true;
+        for (int g = unit.Unit.Graphs.Count - 1; g >= 0; g--)
+        {
+            var graph = unit.Unit.Graphs[g];
+            if (_passes.TryGetValue(graph, out var last) && Signature(last.Pass, unit) == last.Signature) continue;
+            var pass = new TaintPass(this, unit, graph, _cancellationToken);
+            pass.Run();
+            _taints[graph] = pass.Result;
+            _passes[graph] = (pass, Signature(pass, unit));
+        }
     }
 
     long Signature(TaintPass pass, UnitState unit)
