@@ -51,7 +51,8 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
             // Syntax-node actions with a name filter, not operation actions: an operation action makes the driver bind
             // every body of the project; these bind only the bodies that name step, Generate or a clip (or reflect).
             start.RegisterSyntaxNodeAction(AnalyzeInvocation, SyntaxKind.InvocationExpression);
-            start.RegisterSyntaxNodeAction(AnalyzeMethodGroup, SyntaxKind.IdentifierName, SyntaxKind.GenericName);
+            bool globalUsingStatic = HasGlobalUsingStatic(start.Compilation, start.CancellationToken);
+            start.RegisterSyntaxNodeAction(node => AnalyzeMethodGroup(node, globalUsingStatic), SyntaxKind.IdentifierName, SyntaxKind.GenericName);
         });
     }
 
@@ -116,7 +117,7 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
     }
 
     // step, Generate or a clip used as a method group (converted to a delegate), not called.
-    static void AnalyzeMethodGroup(SyntaxNodeAnalysisContext context)
+    static void AnalyzeMethodGroup(SyntaxNodeAnalysisContext context, bool globalUsingStatic)
     {
         var name = (SimpleNameSyntax)context.Node;
         if (!TrainerShapeRules.IsInterceptableName(name.Identifier.ValueText)) return;
@@ -124,11 +125,40 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
             : name.Parent is MemberBindingExpressionSyntax binding && binding.Name == name ? binding
             : name;
         if (group.Parent is InvocationExpressionSyntax call && call.Expression == group) return;
+        // A bare name (a training loop's 'step' variable, most often) is a method group only where a method of that
+        // name is in scope: decide that from symbols before binding the body.
+        if (group == name && !MethodInScope(context, name, globalUsingStatic)) return;
         if (context.SemanticModel.GetSymbolInfo(group, context.CancellationToken).Symbol is not IMethodSymbol method) return;
         if (!TrainerShapeRules.IsInterceptedCollective(method, context.Compilation)) return;
         ReportNotIntercepted(context, group, method.ContainingType.Name + "." + method.Name,
             "it is used as a delegate, and only direct calls are intercepted; call it directly");
     }
+
+    // A method named like the bare name in the enclosing types or their bases, or a using static that could bring one.
+    static bool MethodInScope(SyntaxNodeAnalysisContext context, SimpleNameSyntax name, bool globalUsingStatic)
+    {
+        if (globalUsingStatic) return true;
+        foreach (var ancestor in name.Ancestors())
+        {
+            var usings = ancestor switch
+            {
+                CompilationUnitSyntax unit => unit.Usings,
+                BaseNamespaceDeclarationSyntax ns => ns.Usings,
+                _ => default,
+            };
+            if (usings.Any(u => u.StaticKeyword.IsKind(SyntaxKind.StaticKeyword))) return true;
+        }
+        var text = name.Identifier.ValueText;
+        for (var type = context.ContainingSymbol as INamedTypeSymbol ?? context.ContainingSymbol?.ContainingType; type is not null; type = type.ContainingType)
+            for (var t = type; t is not null; t = t.BaseType)
+                if (t.GetMembers(text).Any(m => m is IMethodSymbol)) return true;
+        return false;
+    }
+
+    // global using static in any file brings other types' methods into every file's scope.
+    static bool HasGlobalUsingStatic(Compilation compilation, System.Threading.CancellationToken cancellationToken) =>
+        compilation.SyntaxTrees.Any(t => t.GetRoot(cancellationToken) is CompilationUnitSyntax unit
+            && unit.Usings.Any(u => u.GlobalKeyword.IsKind(SyntaxKind.GlobalKeyword) && u.StaticKeyword.IsKind(SyntaxKind.StaticKeyword)));
 
     static string? CalledName(ExpressionSyntax expression) => expression switch
     {
