@@ -1,9 +1,11 @@
 using System.Collections.Immutable;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.Loader;
 using System.Text;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
 using Microsoft.CodeAnalysis.Diagnostics;
 using VectorLm.Analyzers.Collectives;
 using VectorLm.Analyzers.TrainerShape;
@@ -11,15 +13,18 @@ using VectorLm.Analyzers.TrainerShape;
 namespace VectorLm.Bench;
 
 /// <summary>
-/// Cost of the collective deadlock analyzer (VLM1001-VLM1003) on a generated project of about 50,000 lines with
-/// hundreds of trainer methods: compile time with the analyzer over compile time without it, measured side by side
-/// (alternating runs, fresh compilation each time). Arguments: [classes] [repetitions].
+/// Cost of the VectorLm analyzers (the deadlock analyzer VLM1001-VLM1003, the trainer-shape analyzer, both as a package
+/// user's csc runs them) on a generated project of about 50,000 lines with hundreds of trainer methods: compile time with
+/// the analyzers over compile time without them, measured side by side (alternating runs, fresh compilation each time),
+/// with probe rows that show where the time goes. Arguments: [classes] [repetitions] [modes: '|'-separated parts of
+/// their names]. VECTORLM_BENCH_BASELINE_ANALYZERS=path/to/VectorLm.Analyzers.dll adds rows for another build of the
+/// analyzers, loaded side by side, for before/after in one process.
 /// </summary>
 public sealed class AnalyzerBenchmark : IBenchmark
 {
     public string Name => "analyzer";
 
-    public string Description => "deadlock analyzer cost on a generated ~50k-line trainer project (ratio to plain compile)";
+    public string Description => "VectorLm analyzers' cost on a generated ~50k-line trainer project (ratio to plain compile)";
 
     public BenchReport Run(string[] args)
     {
@@ -37,16 +42,12 @@ public sealed class AnalyzerBenchmark : IBenchmark
         CSharpCompilation Fresh() => CSharpCompilation.Create("Generated", trees, references, options);
 
         var deadlock = ImmutableArray.Create<DiagnosticAnalyzer>(new CollectiveDeadlockAnalyzer());
-        // What a package user's csc runs: both VectorLm analyzers. The trainer-shape analyzer's operation actions make
-        // the driver bind every body, which the deadlock analyzer then shares through the driver's semantic models.
-        var shape = ImmutableArray.Create<DiagnosticAnalyzer>(new TrainerShapeAnalyzer());
-        var both = ImmutableArray.Create<DiagnosticAnalyzer>(new TrainerShapeAnalyzer(), new CollectiveDeadlockAnalyzer());
         int expectedFindings = Enumerable.Range(0, classes * methodsPerClass).Count(k => k % 3 == 0);
 
-        // Plain compile: bind everything and emit. With the analyzer: the same, plus the analyzer as csc runs it.
+        // Plain compile: bind everything and emit. With analyzers: the same, plus the analyzers as csc runs them.
         var process = Process.GetCurrentProcess();
         double Cpu() { process.Refresh(); return process.TotalProcessorTime.TotalMilliseconds; }
-        (double Wall, double Cpu) Plain()
+        (double Wall, double Cpu, int Findings) Plain()
         {
             double cpu0 = Cpu();
             var watch = Stopwatch.StartNew();
@@ -55,11 +56,10 @@ public sealed class AnalyzerBenchmark : IBenchmark
             if (errors.Count > 0) throw new InvalidOperationException("generated project does not compile: " + errors[0]);
             using var stream = new MemoryStream();
             compilation.Emit(stream);
-            return (watch.Elapsed.TotalMilliseconds, Cpu() - cpu0);
+            return (watch.Elapsed.TotalMilliseconds, Cpu() - cpu0, 0);
         }
-        (double Wall, double Cpu, int Findings) WithAnalyzer(bool concurrent, ImmutableArray<DiagnosticAnalyzer>? set = null)
+        (double Wall, double Cpu, int Findings) WithAnalyzers(ImmutableArray<DiagnosticAnalyzer> analyzers, bool concurrent)
         {
-            var analyzers = set ?? deadlock;
             double cpu0 = Cpu();
             var watch = Stopwatch.StartNew();
             var compilation = Fresh();
@@ -72,48 +72,73 @@ public sealed class AnalyzerBenchmark : IBenchmark
             compilation.Emit(stream);
             return (watch.Elapsed.TotalMilliseconds, Cpu() - cpu0, diagnostics.Count(d => d.Id.StartsWith("VLM1", StringComparison.Ordinal)));
         }
+        ImmutableArray<DiagnosticAnalyzer> Set(params DiagnosticAnalyzer[] analyzers) => analyzers.ToImmutableArray();
 
-        // Warm-up (JIT, metadata), then alternate so that machine noise hits both sides alike.
-        Plain();
-        var warm = WithAnalyzer(true);
-        if (warm.Findings != expectedFindings)
-            throw new InvalidOperationException($"expected {expectedFindings} findings in the generated project, got {warm.Findings}");
-        var plain = new List<(double Wall, double Cpu)>();
-        var concurrentRuns = new List<(double Wall, double Cpu)>();
-        var sequentialRuns = new List<(double Wall, double Cpu)>();
-        var shapeRuns = new List<(double Wall, double Cpu)>();
-        var bothRuns = new List<(double Wall, double Cpu)>();
-        int bothFindings = 0;
-        for (int r = 0; r < repetitions; r++)
+        // The first three rows after the plain compile are probes that say where the time goes: what binding every body
+        // and building its IOperation tree costs (what an operation action makes the driver do), and what asking the
+        // semantic model for the symbols of the calls that may reach a collective costs (binds those bodies only).
+        var modes = new (string Mode, Func<(double Wall, double Cpu, int Findings)> Run)[]
         {
-            plain.Add(Plain());
-            var c = WithAnalyzer(true);
-            concurrentRuns.Add((c.Wall, c.Cpu));
-            var q = WithAnalyzer(false);
-            sequentialRuns.Add((q.Wall, q.Cpu));
-            var t = WithAnalyzer(true, shape);
-            shapeRuns.Add((t.Wall, t.Cpu));
-            var b = WithAnalyzer(true, both);
-            bothRuns.Add((b.Wall, b.Cpu));
-            bothFindings = b.Findings;
+            ("compile (bind + emit)", Plain),
+            ("probe: do-nothing operation block action on every body (bind + IOperation floor)", () => WithAnalyzers(Set(new OperationFloorProbe()), true)),
+            ("probe: semantic-model symbols of calls named in CollectiveNames only", () => WithAnalyzers(Set(new CollectiveCallSymbolsProbe()), true)),
+            ("compile + analyzer (concurrent, as csc)", () => WithAnalyzers(deadlock, true)),
+            ("compile + analyzer (sequential)", () => WithAnalyzers(deadlock, false)),
+            ("compile + trainer-shape analyzer (concurrent)", () => WithAnalyzers(Set(new TrainerShapeAnalyzer()), true)),
+            // What a package user's csc runs: both VectorLm analyzers.
+            ("compile + both VectorLm analyzers (concurrent, as a package user's csc)", () => WithAnalyzers(Set(new TrainerShapeAnalyzer(), new CollectiveDeadlockAnalyzer()), true)),
+        };
+        var baselineNotes = new List<string>();
+        // Before/after in one process: VECTORLM_BENCH_BASELINE_ANALYZERS names another build of VectorLm.Analyzers.dll
+        // (e.g. of an older commit), loaded side by side, whose analyzers run as extra rows between the others.
+        if (Environment.GetEnvironmentVariable("VECTORLM_BENCH_BASELINE_ANALYZERS") is { Length: > 0 } baselinePath)
+        {
+            var baseline = new AssemblyLoadContext("baseline analyzers").LoadFromAssemblyPath(Path.GetFullPath(baselinePath));
+            DiagnosticAnalyzer Baseline(string type) => (DiagnosticAnalyzer)Activator.CreateInstance(baseline.GetType(type, throwOnError: true)!)!;
+            const string BaselineDeadlock = "VectorLm.Analyzers.Collectives.CollectiveDeadlockAnalyzer";
+            const string BaselineShape = "VectorLm.Analyzers.TrainerShape.TrainerShapeAnalyzer";
+            modes =
+            [
+                .. modes,
+                ("baseline build: compile + analyzer (concurrent, as csc)", () => WithAnalyzers(Set(Baseline(BaselineDeadlock)), true)),
+                ("baseline build: compile + trainer-shape analyzer (concurrent)", () => WithAnalyzers(Set(Baseline(BaselineShape)), true)),
+                ("baseline build: compile + both VectorLm analyzers (concurrent, as a package user's csc)",
+                    () => WithAnalyzers(Set(Baseline(BaselineShape), Baseline(BaselineDeadlock)), true)),
+            ];
+            baselineNotes.Add($"baseline build rows: the analyzers of {baselinePath}, loaded side by side");
         }
+        // Optional third argument: run only the modes whose name contains one of its '|'-separated parts (the plain
+        // compile always runs).
+        string[]? only = args.Length > 2 ? args[2].Split('|') : null;
+        modes = modes.Where((m, i) => i == 0 || only is null || only.Any(o => m.Mode.Contains(o, StringComparison.Ordinal))).ToArray();
 
+        // Warm-up (JIT, metadata), then alternate so that machine noise hits every mode alike.
+        foreach (var (_, run) in modes) run();
+        var runs = modes.Select(_ => new List<(double Wall, double Cpu, int Findings)>()).ToArray();
+        for (int r = 0; r < repetitions; r++)
+            for (int m = 0; m < modes.Length; m++)
+                runs[m].Add(modes[m].Run());
+
+        var plain = runs[0];
         double plainWall = Median(plain.Select(x => x.Wall)), plainCpu = Median(plain.Select(x => x.Cpu)), plainMinCpu = plain.Min(x => x.Cpu);
         var report = new BenchReport(Name, loadAtStart);
-        void Row(string mode, List<(double Wall, double Cpu)> runs, int findings)
+        report.Notes.AddRange(baselineNotes);
+        for (int m = 0; m < modes.Length; m++)
         {
-            double wall = Median(runs.Select(x => x.Wall)), cpu = Median(runs.Select(x => x.Cpu));
+            var mode = modes[m].Mode;
+            int findings = runs[m][^1].Findings;
+            if (mode.Contains("analyzer (", StringComparison.Ordinal) && !mode.Contains("trainer-shape", StringComparison.Ordinal)
+                && runs[m].Any(x => x.Findings != expectedFindings))
+                throw new InvalidOperationException($"expected {expectedFindings} findings in the generated project, got {string.Join(", ", runs[m].Select(x => x.Findings))} ({mode})");
+            double wall = Median(runs[m].Select(x => x.Wall)), cpu = Median(runs[m].Select(x => x.Cpu));
             report.Add(("mode", mode), ("lines", lines), ("trainer_methods", classes * methodsPerClass),
                 ("wall_ms", wall), ("cpu_ms", cpu), ("ratio_wall", wall / plainWall), ("ratio_cpu", cpu / plainCpu),
-                ("min_ratio_cpu", runs.Min(x => x.Cpu) / plainMinCpu), ("findings", findings));
+                ("min_ratio_wall", runs[m].Min(x => x.Wall) / plain.Min(x => x.Wall)),
+                ("min_ratio_cpu", runs[m].Min(x => x.Cpu) / plainMinCpu), ("findings", findings));
         }
-        Row("compile (bind + emit)", plain, 0);
-        Row("compile + analyzer (concurrent, as csc)", concurrentRuns, warm.Findings);
-        Row("compile + analyzer (sequential)", sequentialRuns, warm.Findings);
-        Row("compile + trainer-shape analyzer (concurrent)", shapeRuns, 0);
-        Row("compile + both VectorLm analyzers (concurrent, as a package user's csc)", bothRuns, bothFindings);
-        report.Notes.Add("ratio_* compare medians; min_ratio_cpu compares the fastest run of each (least disturbed by other processes)");
-        report.Notes.Add("the deadlock analyzer alone binds every body of every type with collectives through the semantic model; with the trainer-shape analyzer (or any analyzer with operation actions, as the SDK's own) those bodies are bound once and shared, so the difference between the last two rows is what the deadlock analysis adds in a real build");
+        report.Notes.Add("ratio_* compare medians; min_ratio_* compare the fastest run of each (least disturbed by other processes)");
+        report.Notes.Add("probes: the operation-block row is the floor of any analyzer that needs every body's IOperation tree (the driver binds each body through the semantic model again: the compile's own binding is not shared with analyzers); the CollectiveNames row binds only the bodies with a call whose name may reach a collective, and asks for those calls' symbols");
+        report.Notes.Add("every Step method here calls Generate, step() and a helper that reaches a Barrier, and branches: both analyzers must bind it (the deadlock analyzer builds its graph), so the operation-block floor bounds what skipping can gain; the Save/Helper bodies, the only ones that reach no collective, are left unbound (deadlock analyzer) or unbound until a caller's taint pass asks (private, writes nothing). Measured inside the deadlock analyzer (sequential, 31 classes, loaded machine): taint passes ~50-65% of its own time, graph building (binding + IOperation + CFG) ~20-30%, deadlock checks ~5%");
         report.Notes.Add($"{classes} [DistributedTrainer] classes x {methodsPerClass} trainer methods (+ helpers, lambdas, local functions); {repetitions} alternating runs each, medians; goal: ratio <= 1.2. cpu_ms is this process's CPU time, steadier than wall time on a shared machine");
         report.Extra["goal_ratio"] = 1.2;
         return report;
@@ -232,5 +257,52 @@ public sealed class AnalyzerBenchmark : IBenchmark
         }
         s.Append("}\n");
         return s.ToString();
+    }
+}
+
+// The probes below are measuring instruments run in-process by this benchmark, never shipped to a compiler.
+#pragma warning disable RS1036, RS1041, RS2008
+/// <summary>Probe: an operation block action that does nothing, so the driver binds every body and builds its IOperation tree.</summary>
+[DiagnosticAnalyzer(LanguageNames.CSharp)]
+sealed class OperationFloorProbe : DiagnosticAnalyzer
+{
+    internal static readonly DiagnosticDescriptor Never = new("BENCH0001", "probe", "probe", "Bench", DiagnosticSeverity.Warning, isEnabledByDefault: true);
+
+    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics => [Never];
+
+    public override void Initialize(AnalysisContext context)
+    {
+        context.ConfigureGeneratedCodeAnalysis(GeneratedCodeAnalysisFlags.None);
+        context.EnableConcurrentExecution();
+        context.RegisterOperationBlockAction(_ => { });
+    }
+}
+
+/// <summary>Probe: asks the semantic model for the symbol of each call whose name is in <see cref="CollectiveNames"/>, nothing else.</summary>
+[DiagnosticAnalyzer(LanguageNames.CSharp)]
+sealed class CollectiveCallSymbolsProbe : DiagnosticAnalyzer
+{
+    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics => [OperationFloorProbe.Never];
+
+    public override void Initialize(AnalysisContext context)
+    {
+        context.ConfigureGeneratedCodeAnalysis(GeneratedCodeAnalysisFlags.None);
+        context.EnableConcurrentExecution();
+        context.RegisterCompilationStartAction(start =>
+        {
+            var names = new CollectiveNames(start.Compilation, new KnownSymbols(), start.CancellationToken);
+            start.RegisterSyntaxNodeAction(node =>
+            {
+                var invocation = (InvocationExpressionSyntax)node.Node;
+                var name = invocation.Expression switch
+                {
+                    SimpleNameSyntax simple => simple.Identifier.ValueText,
+                    MemberAccessExpressionSyntax access => access.Name.Identifier.ValueText,
+                    MemberBindingExpressionSyntax binding => binding.Name.Identifier.ValueText,
+                    _ => null,
+                };
+                if (name is not null && names.IsCallName(name)) node.SemanticModel.GetSymbolInfo(invocation, node.CancellationToken);
+            }, SyntaxKind.InvocationExpression);
+        });
     }
 }

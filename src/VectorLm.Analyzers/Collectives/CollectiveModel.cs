@@ -28,6 +28,9 @@ internal sealed class CollectiveModel
     readonly ConcurrentDictionary<SyntaxTree, bool> _generated = new();
     readonly ThreadLocal<HashSet<IMethodSymbol>> _summariesInProgress = new(() => new HashSet<IMethodSymbol>(SymbolEqualityComparer.Default));
     readonly ThreadLocal<int> _cycleHits = new(() => 0);
+    readonly ConcurrentDictionary<INamedTypeSymbol, TypeAnalysisOwner> _owners = new(SymbolEqualityComparer.Default);
+    readonly Dictionary<int, TypeAnalysisOwner> _waiting = new();
+    readonly object _waitGate = new();
     readonly ThreadLocal<Dictionary<INamedTypeSymbol, TypeAnalysis>> _typesInProgress = new(() => new Dictionary<INamedTypeSymbol, TypeAnalysis>(SymbolEqualityComparer.Default));
 
     public CollectiveModel(Compilation compilation, AnalyzerOptions options)
@@ -50,23 +53,62 @@ internal sealed class CollectiveModel
     public ConcurrentDictionary<ISymbol, ulong> ExternalFieldTaint { get; } = new(SymbolEqualityComparer.Default);
 
     /// <summary>The analysis of <paramref name="type"/>, computing it if needed; never null.</summary>
+    /// <remarks>
+    /// Computed once: a thread that needs a type another thread is computing waits for it, unless that thread waits
+    /// (directly or through others) for this one; then, as for a recursive request on one thread, the cycle is broken
+    /// here: this thread computes its own copy (with provisional answers for the types it is computing itself).
+    /// </remarks>
     public TypeAnalysis GetTypeAnalysis(INamedTypeSymbol type, CancellationToken cancellationToken)
     {
         type = type.OriginalDefinition;
         if (_types.TryGetValue(type, out var done)) return done;
         var inProgress = _typesInProgress.Value!;
         if (inProgress.TryGetValue(type, out var provisional)) return provisional;
+
+        var mine = new TypeAnalysisOwner();
+        var owner = _owners.GetOrAdd(type, mine);
+        if (owner != mine && WaitFor(owner, cancellationToken) is { } computed) return computed;
+
         var analysis = new TypeAnalysis(this, type);
         inProgress.Add(type, analysis);
         try
         {
             analysis.Run(cancellationToken);
+            analysis = _types.GetOrAdd(type, analysis);
+            if (owner == mine) mine.Result = analysis;
         }
         finally
         {
             inProgress.Remove(type);
+            if (owner == mine)
+            {
+                _owners.TryRemove(type, out _);
+                mine.Done.Set();
+            }
         }
-        return _types.GetOrAdd(type, analysis);
+        return analysis;
+    }
+
+    // Waits for another thread's computation of a type; null when waiting could deadlock or that computation failed.
+    TypeAnalysis? WaitFor(TypeAnalysisOwner owner, CancellationToken cancellationToken)
+    {
+        int me = Thread.CurrentThread.ManagedThreadId;
+        lock (_waitGate)
+        {
+            // Follow who waits for whom from the owner; reaching this thread means a cycle.
+            for (var next = owner; next is not null; next = _waiting.TryGetValue(next.ThreadId, out var w) ? w : null)
+                if (next.ThreadId == me) return null;
+            _waiting[me] = owner;
+        }
+        try
+        {
+            owner.Done.Wait(cancellationToken);
+        }
+        finally
+        {
+            lock (_waitGate) _waiting.Remove(me);
+        }
+        return owner.Result;
     }
 
     /// <summary>True when some body of <paramref name="type"/> performs a collective (otherwise there is nothing to report).</summary>
@@ -333,13 +375,21 @@ internal sealed class CollectiveModel
     }
 
     /// <summary>The names through which a body can reach a collective (built once, on first use).</summary>
-    CollectiveNames Names(CancellationToken cancellationToken)
+    public CollectiveNames Names(CancellationToken cancellationToken)
     {
         lock (_namesGate) return _names ??= new CollectiveNames(Compilation, Known, cancellationToken);
     }
 
     readonly object _namesGate = new();
     CollectiveNames? _names;
+
+    /// <summary>True when a file of this compilation has <c>global using static</c> (computed once).</summary>
+    public bool GlobalUsingStatic(CancellationToken cancellationToken)
+    {
+        lock (_namesGate) return _globalUsingStatic ??= StateWrites.HasGlobalUsingStatic(Compilation, cancellationToken);
+    }
+
+    bool? _globalUsingStatic;
 
     /// <summary>Implementations and overrides in this compilation, and the functions assigned to delegate members.</summary>
     public Dispatch Dispatch => LazyInitializer.EnsureInitialized(ref _dispatch, () => new Dispatch(Compilation, Limits))!;

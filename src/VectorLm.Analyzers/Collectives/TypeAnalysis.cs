@@ -16,6 +16,7 @@ internal sealed class TypeAnalysis
     readonly Dictionary<IMethodSymbol, TaintSummary> _summaries = new(SymbolEqualityComparer.Default);
     readonly Dictionary<FlowGraph, GraphTaint> _taints = new();
     readonly List<UnitState> _units = new();
+    readonly HashSet<BodyUnit> _included = new();
     int _fieldVersion;
 
     public TypeAnalysis(CollectiveModel model, INamedTypeSymbol type)
@@ -36,37 +37,30 @@ internal sealed class TypeAnalysis
         {
             if (member.DeclaringSyntaxReferences.Length == 0) continue;
             if (member is not (IMethodSymbol or IFieldSymbol or IPropertySymbol)) continue;
+            if (OnDemand(member, cancellationToken)) continue;
             var unit = Model.GetUnit(member, cancellationToken);
-            if (unit is not null) _units.Add(new UnitState(unit));
+            if (unit is not null) Include(unit);
         }
         if (_units.Count == 0) return;
 
-        // Rerun a graph only while something it read (a summary, a field, a captured local) has changed since.
-        var passes = new Dictionary<FlowGraph, (TaintPass Pass, long Signature)>();
+        _cancellationToken = cancellationToken;
         for (int round = 0; ; round++)
         {
             if (round == Model.Limits.TypeRounds) { Model.Stats.Add(ref Model.Stats.TaintRoundLimits); break; }
             int before = Version();
-            foreach (var unit in _units)
-                for (int g = unit.Unit.Graphs.Count - 1; g >= 0; g--)
-                {
-                    var graph = unit.Unit.Graphs[g];
-                    if (passes.TryGetValue(graph, out var last) && Signature(last.Pass, unit) == last.Signature) continue;
-                    var pass = new TaintPass(this, unit, graph, cancellationToken);
-                    pass.Run();
-                    _taints[graph] = pass.Result;
-                    passes[graph] = (pass, Signature(pass, unit));
-                }
+            for (int u = 0; u < _units.Count; u++) RunPasses(_units[u]);
             if (Version() == before) break;
         }
+        _passesStarted = false;
 
         var detector = new DeadlockDetector(this, cancellationToken);
         for (int round = 0; round < Model.Limits.CheckRounds; round++)
         {
             int before = Version();
             Diagnostics.Clear();
-            foreach (var unit in _units)
+            for (int u = 0; u < _units.Count; u++)
             {
+                var unit = _units[u];
                 // The body of a collective implements the protocol; its rank-dependent paths are by design.
                 if (unit.Unit.Member is IMethodSymbol member && Model.Known.IsCollective(member)) continue;
                 foreach (var graph in unit.Unit.Graphs)
@@ -74,6 +68,49 @@ internal sealed class TypeAnalysis
                         Diagnostics.AddRange(detector.Check(graph, taint));
             }
             if (Version() == before) break;
+        }
+    }
+
+    /// <summary>
+    /// A private method that can neither reach a collective nor write class-wide state (from syntax) matters only
+    /// through its summary; its body is bound when a pass of this type asks for that summary, not before (a
+    /// private member of a type without nested types is only called from this analysis).
+    /// </summary>
+    bool OnDemand(ISymbol member, CancellationToken cancellationToken)
+    {
+        if (member is not IMethodSymbol { DeclaredAccessibility: Accessibility.Private, MethodKind: MethodKind.Ordinary or MethodKind.PropertyGet or MethodKind.PropertySet } method
+            || !Type.GetTypeMembers().IsEmpty)
+            return false;
+        var names = Model.Names(cancellationToken);
+        return !names.MayReach(method, cancellationToken) && !names.MayCallSource(method) && !StateWrites.MayWrite(method, Model.GlobalUsingStatic(cancellationToken), cancellationToken);
+    }
+
+    void Include(BodyUnit unit)
+    {
+        if (!_included.Add(unit)) return;
+        var state = new UnitState(unit);
+        _units.Add(state);
+        // Asked for by a pass under way: run it now, so that the asking pass reads its summary (not an empty one that
+        // would make it run again next round).
+        if (_passesStarted) RunPasses(state);
+    }
+
+    // Rerun a graph only while something it read (a summary, a field, a captured local) has changed since.
+    readonly Dictionary<FlowGraph, (TaintPass Pass, long Signature)> _passes = new();
+    CancellationToken _cancellationToken;
+    bool _passesStarted;
+
+    void RunPasses(UnitState unit)
+    {
+        _passesStarted = true;
+        for (int g = unit.Unit.Graphs.Count - 1; g >= 0; g--)
+        {
+            var graph = unit.Unit.Graphs[g];
+            if (_passes.TryGetValue(graph, out var last) && Signature(last.Pass, unit) == last.Signature) continue;
+            var pass = new TaintPass(this, unit, graph, _cancellationToken);
+            pass.Run();
+            _taints[graph] = pass.Result;
+            _passes[graph] = (pass, Signature(pass, unit));
         }
     }
 
@@ -115,7 +152,13 @@ internal sealed class TypeAnalysis
         if (method.DeclaringSyntaxReferences.Length == 0 || method.IsAbstract || method.IsExtern) return null;
         if (method.ContainingType is not { } type) return null;
         if (SymbolEqualityComparer.Default.Equals(type.OriginalDefinition, Type))
-            return Model.GetUnit(method, cancellationToken) is null ? null : SummaryFor(method);
+        {
+            var unit = Model.GetUnit(method, cancellationToken);
+            if (unit is null) return null;
+            // A member left out until now (see OnDemand) joins the analysis; it runs later in this round.
+            Include(unit);
+            return SummaryFor(method);
+        }
         var other = Model.GetTypeAnalysis(type, cancellationToken);
         return other.Model.GetUnit(method, cancellationToken) is null ? null : other.SummaryFor(method);
     }

@@ -3,6 +3,8 @@ using System.Collections.Generic;
 using System.Collections.Immutable;
 using System.Linq;
 using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
 using Microsoft.CodeAnalysis.Diagnostics;
 using Microsoft.CodeAnalysis.Operations;
 
@@ -46,7 +48,11 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
                 AnalyzeTrainer(symbolContext, type);
             }, SymbolKind.NamedType);
             start.RegisterCompilationEndAction(end => AnalyzeProject(end, trainers.ToArray()));
-            start.RegisterOperationAction(AnalyzeCollectiveUse, OperationKind.Invocation, OperationKind.MethodReference);
+            // Syntax-node actions with a name filter, not operation actions: an operation action makes the driver bind
+            // every body of the project; these bind only the bodies that name step, Generate or a clip (or reflect).
+            start.RegisterSyntaxNodeAction(AnalyzeInvocation, SyntaxKind.InvocationExpression);
+            bool globalUsingStatic = HasGlobalUsingStatic(start.Compilation, start.CancellationToken);
+            start.RegisterSyntaxNodeAction(node => AnalyzeMethodGroup(node, globalUsingStatic), SyntaxKind.IdentifierName, SyntaxKind.GenericName);
         });
     }
 
@@ -86,41 +92,87 @@ public sealed class TrainerShapeAnalyzer : DiagnosticAnalyzer
 
     // The generator intercepts step(), clip_grad_norm_/clip_grad_value_ and Generate(...) invocations everywhere in the
     // project; say when one cannot be: a delegate, a receiver type generated code cannot name, or reflection.
-    static void AnalyzeCollectiveUse(OperationAnalysisContext context)
+    static void AnalyzeInvocation(SyntaxNodeAnalysisContext context)
     {
-        var compilation = context.Compilation;
-        IMethodSymbol? method;
-        string? reason = null;
-        switch (context.Operation)
+        var invocation = (InvocationExpressionSyntax)context.Node;
+        var name = CalledName(invocation.Expression);
+        if (name is "GetMethod" or "GetMethods" or "GetMember")
         {
-            case IMethodReferenceOperation reference:
-                method = reference.Method;
-                if (!TrainerShapeRules.IsInterceptedCollective(method, compilation)) return;
-                reason = "it is used as a delegate, and only direct calls are intercepted; call it directly";
-                break;
-            case IInvocationOperation invocation when ReflectedName(invocation) is { } name:
-                method = invocation.TargetMethod;
-                reason = $"'{name}' is looked up through reflection, and only direct calls are intercepted; call it directly";
-                ReportNotIntercepted(context, name, reason);
-                return;
-            case IInvocationOperation invocation:
-                method = invocation.TargetMethod;
-                if (!TrainerShapeRules.IsInterceptedCollective(method, compilation)) return;
-                if (!compilation.IsSymbolAccessibleWithin(method.ContainingType, compilation.Assembly))
-                    reason = $"its receiver type '{method.ContainingType.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat)}' is not " +
-                             "accessible to generated code; make it internal or public, or call it through a variable of an accessible type";
-                break;
-            default:
-                return;
+            // Rare: the operation gives the argument's constant (a literal, a const, a nameof) in parameter order.
+            if (context.SemanticModel.GetOperation(invocation, context.CancellationToken) is IInvocationOperation operation
+                && ReflectedName(operation) is { } reflected)
+                ReportNotIntercepted(context, invocation, reflected,
+                    $"'{reflected}' is looked up through reflection, and only direct calls are intercepted; call it directly");
+            return;
         }
-        if (reason is not null) ReportNotIntercepted(context, method.ContainingType.Name + "." + method.Name, reason);
+        if (!TrainerShapeRules.IsInterceptableName(name)) return;
+        if (context.SemanticModel.GetSymbolInfo(invocation, context.CancellationToken).Symbol is not IMethodSymbol method) return;
+        method = method.ReducedFrom ?? method;
+        var compilation = context.Compilation;
+        if (!TrainerShapeRules.IsInterceptedCollective(method, compilation)) return;
+        if (!compilation.IsSymbolAccessibleWithin(method.ContainingType, compilation.Assembly))
+            ReportNotIntercepted(context, invocation, method.ContainingType.Name + "." + method.Name,
+                $"its receiver type '{method.ContainingType.ToDisplayString(SymbolDisplayFormat.CSharpErrorMessageFormat)}' is not " +
+                "accessible to generated code; make it internal or public, or call it through a variable of an accessible type");
     }
 
-    static void ReportNotIntercepted(OperationAnalysisContext context, string what, string reason)
+    // step, Generate or a clip used as a method group (converted to a delegate), not called.
+    static void AnalyzeMethodGroup(SyntaxNodeAnalysisContext context, bool globalUsingStatic)
     {
-        var where = context.ContainingSymbol as INamedTypeSymbol ?? context.ContainingSymbol.ContainingType;
-        context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.CollectiveNotIntercepted, context.Operation.Syntax.GetLocation(),
-            what, where?.Name ?? context.ContainingSymbol.Name, reason));
+        var name = (SimpleNameSyntax)context.Node;
+        if (!TrainerShapeRules.IsInterceptableName(name.Identifier.ValueText)) return;
+        ExpressionSyntax group = name.Parent is MemberAccessExpressionSyntax access && access.Name == name ? access
+            : name.Parent is MemberBindingExpressionSyntax binding && binding.Name == name ? binding
+            : name;
+        if (group.Parent is InvocationExpressionSyntax call && call.Expression == group) return;
+        // A bare name (a training loop's 'step' variable, most often) is a method group only where a method of that
+        // name is in scope: decide that from symbols before binding the body.
+        if (group == name && !MethodInScope(context, name, globalUsingStatic)) return;
+        if (context.SemanticModel.GetSymbolInfo(group, context.CancellationToken).Symbol is not IMethodSymbol method) return;
+        if (!TrainerShapeRules.IsInterceptedCollective(method, context.Compilation)) return;
+        ReportNotIntercepted(context, group, method.ContainingType.Name + "." + method.Name,
+            "it is used as a delegate, and only direct calls are intercepted; call it directly");
+    }
+
+    // A method named like the bare name in the enclosing types or their bases, or a using static that could bring one.
+    static bool MethodInScope(SyntaxNodeAnalysisContext context, SimpleNameSyntax name, bool globalUsingStatic)
+    {
+        if (globalUsingStatic) return true;
+        foreach (var ancestor in name.Ancestors())
+        {
+            var usings = ancestor switch
+            {
+                CompilationUnitSyntax unit => unit.Usings,
+                BaseNamespaceDeclarationSyntax ns => ns.Usings,
+                _ => default,
+            };
+            if (usings.Any(u => u.StaticKeyword.IsKind(SyntaxKind.StaticKeyword))) return true;
+        }
+        var text = name.Identifier.ValueText;
+        for (var type = context.ContainingSymbol as INamedTypeSymbol ?? context.ContainingSymbol?.ContainingType; type is not null; type = type.ContainingType)
+            for (var t = type; t is not null; t = t.BaseType)
+                if (t.GetMembers(text).Any(m => m is IMethodSymbol)) return true;
+        return false;
+    }
+
+    // global using static in any file brings other types' methods into every file's scope.
+    static bool HasGlobalUsingStatic(Compilation compilation, System.Threading.CancellationToken cancellationToken) =>
+        compilation.SyntaxTrees.Any(t => t.GetRoot(cancellationToken) is CompilationUnitSyntax unit
+            && unit.Usings.Any(u => u.GlobalKeyword.IsKind(SyntaxKind.GlobalKeyword) && u.StaticKeyword.IsKind(SyntaxKind.StaticKeyword)));
+
+    static string? CalledName(ExpressionSyntax expression) => expression switch
+    {
+        SimpleNameSyntax simple => simple.Identifier.ValueText,
+        MemberAccessExpressionSyntax access => access.Name.Identifier.ValueText,
+        MemberBindingExpressionSyntax binding => binding.Name.Identifier.ValueText,
+        _ => null,
+    };
+
+    static void ReportNotIntercepted(SyntaxNodeAnalysisContext context, SyntaxNode node, string what, string reason)
+    {
+        var where = context.ContainingSymbol as INamedTypeSymbol ?? context.ContainingSymbol?.ContainingType;
+        context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.CollectiveNotIntercepted, node.GetLocation(),
+            what, where?.Name ?? context.ContainingSymbol?.Name, reason));
     }
 
     // typeof(X).GetMethod("step") and the like: the name of an interceptable method looked up by reflection.
