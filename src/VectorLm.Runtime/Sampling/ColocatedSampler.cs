@@ -292,15 +292,8 @@ public abstract class ColocatedSampler : IColocatedSampler
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         ArgumentNullException.ThrowIfNull(prompts);
-        var p = parameters ?? new SamplingParams();
-        GenerateContract.Validate(p);
-        lock (_gate)
-        {
-            ThrowIfDisposed();
-            return GenerateContract.Run(_trainerContext, Options.Mode, GenerateContract.Fingerprint(prompts, p), prompts.Count,
-                () => GenerateContract.Tokenize(prompts, Codec, Options.AddBos, ContextLength), SyncLocked,
-                (share, tokenized) => GenerateLocal(share, tokenized, p), AfterGenerate, member, file, line);
-        }
+        return GenerateChecked(parameters, p => GenerateContract.Fingerprint(prompts, p), prompts.Count,
+            () => GenerateContract.Tokenize(prompts, Codec, Options.AddBos, ContextLength), member, file, line);
     }
 
     /// <inheritdoc />
@@ -309,13 +302,21 @@ public abstract class ColocatedSampler : IColocatedSampler
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         ArgumentNullException.ThrowIfNull(promptTokens);
+        return GenerateChecked(parameters, p => GenerateContract.Fingerprint(promptTokens, p), promptTokens.Count,
+            () => GenerateContract.CheckTokens(promptTokens, ContextLength, Architecture.VocabSize), member, file, line);
+    }
+
+    // Both overloads: parameters checked, then under the lock the collective contract runs with the overload's
+    // fingerprint and its way of turning prompts into token ids.
+    IReadOnlyList<Completion> GenerateChecked(SamplingParams? parameters, Func<SamplingParams, string> fingerprint, int count,
+        Func<List<int[]>> prepare, string member, string file, int line)
+    {
         var p = parameters ?? new SamplingParams();
         GenerateContract.Validate(p);
         lock (_gate)
         {
             ThrowIfDisposed();
-            return GenerateContract.Run(_trainerContext, Options.Mode, GenerateContract.Fingerprint(promptTokens, p), promptTokens.Count,
-                () => GenerateContract.CheckTokens(promptTokens, ContextLength, Architecture.VocabSize), SyncLocked,
+            return GenerateContract.Run(_trainerContext, Options.Mode, fingerprint(p), count, prepare, SyncLocked,
                 (share, tokenized) => GenerateLocal(share, tokenized, p), AfterGenerate, member, file, line);
         }
     }
