@@ -483,7 +483,8 @@ internal sealed class TaintPass
 
     ulong EvalArguments(System.Collections.Immutable.ImmutableArray<IArgumentOperation> arguments, out ulong[] taints)
     {
-        taints = new ulong[arguments.Length];
+        // Most are property reads without arguments: no array for those.
+        taints = arguments.Length == 0 ? Array.Empty<ulong>() : new ulong[arguments.Length];
         ulong all = 0;
         for (int i = 0; i < arguments.Length; i++)
         {
