@@ -18,6 +18,6 @@ internal sealed class GraphTaint
     /// <summary>Taint each block inherits from the conditions it is control dependent on (implicit flow).</summary>
     public ulong[] Control { get; set; }
 
-    /// <summary>Taint of call arguments, for arguments that carry any.</summary>
+    /// <summary>Taint of the arguments of calls that are not library calls, for arguments that carry any (the checks read no others).</summary>
     public Dictionary<IArgumentOperation, ulong> Arguments { get; } = new();
 }

@@ -81,12 +81,16 @@ internal sealed class TaintPass
             };
         }
 
+        // Block outputs live in arrays allocated once per pass; hasOut says which hold this round's output (the
+        // others count as empty in a join). Each transfer runs on one scratch array.
         var outStates = new ulong[_graph.Count][];
+        var hasOut = new bool[_graph.Count];
+        var scratch = new ulong[initial.Length];
         bool converged = false;
         for (int round = 0; round < _limits.TaintRounds && !converged; round++)
         {
             _cancellationToken.ThrowIfCancellationRequested();
-            for (int b = 0; b < _graph.Count; b++) outStates[b] = null!;
+            Array.Clear(hasOut, 0, hasOut.Length);
             var work = new Queue<int>();
             var queued = new bool[_graph.Count];
             for (int b = 0; b < _graph.Count; b++) { work.Enqueue(b); queued[b] = true; }
@@ -95,10 +99,13 @@ internal sealed class TaintPass
             {
                 int b = work.Dequeue();
                 queued[b] = false;
-                var input = b == 0 ? (ulong[])initial.Clone() : Join(b, outStates, initial.Length);
-                var output = Transfer(b, input);
-                if (outStates[b] is { } old && Same(old, output)) continue;
-                outStates[b] = output;
+                if (b == 0) Array.Copy(initial, scratch, initial.Length);
+                else Join(b, outStates, hasOut, scratch);
+                var output = Transfer(b, scratch);
+                if (hasOut[b] && Same(outStates[b], output)) continue;
+                if (outStates[b] is { } kept) Array.Copy(output, kept, output.Length);
+                else { outStates[b] = output; scratch = new ulong[initial.Length]; }
+                hasOut[b] = true;
                 foreach (int s in _graph.Successors[b])
                     if (!queued[s]) { queued[s] = true; work.Enqueue(s); }
                 // Blocks without predecessors (catch and finally handlers) join everything.
@@ -124,19 +131,19 @@ internal sealed class TaintPass
         return _orphans;
     }
 
-    ulong[] Join(int block, ulong[][] outStates, int size)
+    /// <summary>The union of the outputs of <paramref name="block"/>'s predecessors (of every block for one without any), into <paramref name="result"/>.</summary>
+    void Join(int block, ulong[][] outStates, bool[] hasOut, ulong[] result)
     {
-        var result = new ulong[size];
+        Array.Clear(result, 0, result.Length);
         var preds = _graph.Predecessors[block];
         if (preds.Count == 0)
         {
-            foreach (var state in outStates)
-                if (state is not null) Or(result, state);
-            return result;
+            for (int b = 0; b < outStates.Length; b++)
+                if (hasOut[b]) Or(result, outStates[b]);
+            return;
         }
         foreach (int p in preds)
-            if (outStates[p] is { } state) Or(result, state);
-        return result;
+            if (hasOut[p]) Or(result, outStates[p]);
     }
 
     static void Or(ulong[] into, ulong[] from)
@@ -476,7 +483,8 @@ internal sealed class TaintPass
 
     ulong EvalArguments(System.Collections.Immutable.ImmutableArray<IArgumentOperation> arguments, out ulong[] taints)
     {
-        taints = new ulong[arguments.Length];
+        // Most are property reads without arguments: no array for those.
+        taints = arguments.Length == 0 ? Array.Empty<ulong>() : new ulong[arguments.Length];
         ulong all = 0;
         for (int i = 0; i < arguments.Length; i++)
         {
@@ -485,9 +493,18 @@ internal sealed class TaintPass
             var value = Eval(argument.Value);
             taints[i] = value;
             all |= value;
-            if (value != 0) Result.Arguments[argument] = value;
         }
         return all;
+    }
+
+    /// <summary>
+    /// Keeps the taint of a call's arguments for the deadlock checks, which read it only for calls of source methods
+    /// (library calls are the most and would only fill <see cref="GraphTaint.Arguments"/>, a hash per argument).
+    /// </summary>
+    void RecordArguments(System.Collections.Immutable.ImmutableArray<IArgumentOperation> arguments, ulong[] taints)
+    {
+        for (int i = 0; i < arguments.Length; i++)
+            if (taints[i] != 0) Result.Arguments[arguments[i]] = taints[i];
     }
 
     static ulong Map(ulong summary, System.Collections.Immutable.ImmutableArray<IArgumentOperation> arguments, ulong[] taints)
@@ -504,12 +521,13 @@ internal sealed class TaintPass
         var method = invocation.TargetMethod;
         ulong receiver = Eval(invocation.Instance);
         ulong args = EvalArguments(invocation.Arguments, out var taints);
-        if (KnownSymbols.IsRankVariableRead(invocation) || _known.IsRankDependent(method)) return Taint.Rank;
-        if (_known.IsRankUniform(method)) return 0;
+        if (KnownSymbols.IsRankVariableRead(invocation) || _known.IsRankDependent(method)) { RecordArguments(invocation.Arguments, taints); return Taint.Rank; }
+        if (_known.IsRankUniform(method)) { RecordArguments(invocation.Arguments, taints); return 0; }
 
         var summary = Summary(method, _cancellationToken);
         if (summary is not null)
         {
+            RecordArguments(invocation.Arguments, taints);
             foreach (var argument in invocation.Arguments)
                 if (argument.Parameter is { RefKind: RefKind.Ref or RefKind.Out } parameter
                     && summary.Outs.TryGetValue(parameter.Ordinal, out var outTaint))
