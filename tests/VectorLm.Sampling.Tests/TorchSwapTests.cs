@@ -13,9 +13,9 @@ namespace VectorLm.Sampling.Tests;
 /// </summary>
 public class TorchSwapTests
 {
-    static readonly EngineOptions F32 = new() { Backend = SamplingBackend.Torch, WeightType = EngineWeightType.F32, ContextLength = 64, MaxSequences = 2 };
-    static readonly LlamaConfig Config = LlamaConfig.Tiny with { TieWordEmbeddings = false, NumHiddenLayers = 3 };
-    static readonly int[] Probe = [1, 20, 31, 45, 52, 77, 90, 101, 7, 3];
+    internal static readonly EngineOptions F32 = new() { Backend = SamplingBackend.Torch, WeightType = EngineWeightType.F32, ContextLength = 64, MaxSequences = 2 };
+    internal static readonly LlamaConfig Config = LlamaConfig.Tiny with { TieWordEmbeddings = false, NumHiddenLayers = 3 };
+    internal static readonly int[] Probe = [1, 20, 31, 45, 52, 77, 90, 101, 7, 3];
 
     // Optimizers.AdamW's two groups (decayed matrices, undecayed vectors), flattened even on the CPU.
     internal static FlatAdamW FlatOptimizer(LlamaModel m, double lr = 1e-2)

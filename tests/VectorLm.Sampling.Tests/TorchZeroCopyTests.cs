@@ -2,6 +2,7 @@ using TorchSharp;
 using VectorLm.Models;
 using VectorLm.Tokenization;
 using static TorchSharp.torch;
+using static VectorLm.Sampling.Tests.TorchSwapTests;   // the same engine options, model config, probe, flat optimizer and step
 
 namespace VectorLm.Sampling.Tests;
 
@@ -13,9 +14,6 @@ namespace VectorLm.Sampling.Tests;
 /// </summary>
 public class TorchZeroCopyTests
 {
-    static readonly EngineOptions F32 = new() { Backend = SamplingBackend.Torch, WeightType = EngineWeightType.F32, ContextLength = 64, MaxSequences = 2 };
-    static readonly LlamaConfig Config = LlamaConfig.Tiny with { TieWordEmbeddings = false, NumHiddenLayers = 3 };
-    static readonly int[] Probe = [1, 20, 31, 45, 52, 77, 90, 101, 7, 3];
     static readonly string[] Prompts = ["abc", "hello there", "ü"];
 
     // Bytes of the weight matrices (embed, head, q/k/v, o, gate/up, down) in f32: what the engine reads in place.
@@ -42,14 +40,14 @@ public class TorchZeroCopyTests
         using var aliased = (TorchSamplingEngine)ctx.CreateSampler(m, Tokenizer.ByteLevel(), F32);
         using var copying = (TorchSamplingEngine)ctx.CreateSampler(m, Tokenizer.ByteLevel(), F32);
         copying.AliasTrainerWeights = false;
-        using var opt = TorchSwapTests.FlatOptimizer(m, lr: 5e-2);   // re-points the parameters into flat buffers
+        using var opt = FlatOptimizer(m, lr: 5e-2);   // re-points the parameters into flat buffers
         var greedy = SamplingParams.Greedy(6);
         var sampled = new SamplingParams { Temperature = 1f, TopP = 0.9f, MaxNewTokens = 6, Seed = 3 };
         float[]? previous = null;
         for (int step = 0; step < 3; step++)
         {
             m.train();
-            TorchSwapTests.Step(m, opt);
+            Step(m, opt);
             m.eval();
             ctx.NotifyWeightsChanged();
             Assert.True(aliased.IsStale);
@@ -85,9 +83,9 @@ public class TorchZeroCopyTests
         long embedAndHead = 4L * 2 * Config.VocabSize * Config.HiddenSize;
         Assert.Equal(embedAndHead, engine.AliasedBytes);
 
-        using (var first = TorchSwapTests.FlatOptimizer(m))
+        using (var first = FlatOptimizer(m))
         {
-            TorchSwapTests.Step(m, first);
+            Step(m, first);
             m.eval();
             engine.MarkStale();
             AssertClose(TorchSwapTests.TrainerLogits(m), engine.EvaluateLogits(Probe), "first optimizer");
@@ -96,9 +94,9 @@ public class TorchZeroCopyTests
 
         // A second optimizer re-points every parameter into new buffers: the engine reads those, not the first ones
         // (which the engine would otherwise keep alive and read, with the values before this step).
-        using var second = TorchSwapTests.FlatOptimizer(m);
+        using var second = FlatOptimizer(m);
         m.train();
-        TorchSwapTests.Step(m, second);
+        Step(m, second);
         m.eval();
         engine.MarkStale();
         AssertClose(TorchSwapTests.TrainerLogits(m), engine.EvaluateLogits(Probe), "second optimizer");
@@ -137,11 +135,11 @@ public class TorchZeroCopyTests
         using var applied = (TorchSamplingEngine)ctx.CreateSampler(m, Tokenizer.ByteLevel(), F32);
         Assert.Equal(0, merged.AliasedBytes);
         Assert.Equal(0, applied.AliasedBytes);
-        using var opt = TorchSwapTests.FlatOptimizer(m, lr: 5e-2);
+        using var opt = FlatOptimizer(m, lr: 5e-2);
         for (int step = 0; step < 2; step++)
         {
             m.train();
-            TorchSwapTests.Step(m, opt);
+            Step(m, opt);
             m.eval();
             ctx.NotifyWeightsChanged();
             var before = m.BaseParameters().Select(p => p.parameter.detach().clone()).ToArray();
@@ -179,7 +177,7 @@ public class TorchZeroCopyTests
         // f32 masters (bf16-mixed) into a bf16 engine: a casting copy per block.
         using (var m = LlamaModel.Create(Config, seed: 14))
         using (var engine = (TorchSamplingEngine)ctx.CreateSampler(m, Tokenizer.ByteLevel(), bf16))
-        using (var opt = TorchSwapTests.FlatOptimizer(m))
+        using (var opt = FlatOptimizer(m))
         {
             engine.ForceSync();
             Assert.Equal(0, engine.AliasedBytes);
@@ -192,8 +190,8 @@ public class TorchZeroCopyTests
         using var aliased = (TorchSamplingEngine)ctx.CreateSampler(t, Tokenizer.ByteLevel(), bf16);
         using var copying = (TorchSamplingEngine)ctx.CreateSampler(t, Tokenizer.ByteLevel(), bf16);
         copying.AliasTrainerWeights = false;
-        using var trueOpt = TorchSwapTests.FlatOptimizer(t);
-        TorchSwapTests.Step(t, trueOpt);
+        using var trueOpt = FlatOptimizer(t);
+        Step(t, trueOpt);
         t.eval();
         ctx.NotifyWeightsChanged();
         var inPlace = aliased.EvaluateLogits(Probe);
